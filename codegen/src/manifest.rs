@@ -1,0 +1,175 @@
+//! `manifest.json` and the package writer.
+//!
+//! A package is a folder: one `.wgsl` per kernel and a `manifest.json` describing each
+//! (DESIGN's manifest contract: `target`, and per kernel `name`, `op`, `bits`,
+//! `group_size`, `tier`, `features`, `wgsl`, `entry_point`, `workgroup_size`, `bindings`,
+//! `params`, `dispatch`). Runtimes use only the manifest. Writing is all or nothing: every
+//! kernel is emitted and validated in memory first, files go to temporary names and are
+//! renamed into place, and on any failure everything written is removed.
+
+use crate::error::PackageError;
+use crate::profile::Target;
+use crate::spec::KernelSpec;
+use crate::wgsl::{self, Binding, Dispatch, PARAMS, Param, Wgsl};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// The manifest format version; bumped when a field changes meaning.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// The whole manifest.
+#[derive(Debug, Serialize)]
+pub struct Manifest {
+    /// Manifest format version.
+    pub version: u32,
+    /// The generator that wrote it.
+    pub generator: String,
+    /// The browser target.
+    pub target: Target,
+    /// The WGSL compiler the texts are written for.
+    pub dialect: crate::profile::Dialect,
+    /// Where the layout of every buffer is defined.
+    pub format_doc: &'static str,
+    /// One entry per kernel, in emission order.
+    pub kernels: Vec<KernelEntry>,
+}
+
+/// One kernel of the manifest.
+#[derive(Debug, Serialize)]
+pub struct KernelEntry {
+    /// Kernel name.
+    pub name: String,
+    /// `matvec` or `matmul`.
+    pub op: crate::spec::Op,
+    /// 2, 3, 4, 8, or 16 for the f16 baseline.
+    pub bits: u32,
+    /// Codes per scale (for bits 16: K's granularity, 32).
+    pub group_size: u32,
+    /// `sym` or `asym` (`sym` for bits 16).
+    pub scheme: crate::spec::Scheme,
+    /// Real bits per weight with scales and mins.
+    pub bits_per_weight: f64,
+    /// Feature tier.
+    pub tier: crate::profile::Tier,
+    /// WebGPU features the device must have.
+    pub features: Vec<&'static str>,
+    /// WGSL file, relative to the manifest.
+    pub wgsl: String,
+    /// Entry point in that file.
+    pub entry_point: String,
+    /// `@workgroup_size`.
+    pub workgroup_size: [u32; 3],
+    /// Workgroup memory in bytes.
+    pub workgroup_storage_bytes: u32,
+    /// Bindings of group 0.
+    pub bindings: Vec<Binding>,
+    /// The uniform `Params` layout (binding 0).
+    pub params: Vec<Param>,
+    /// Workgroup counts as expressions of M, N, K.
+    pub dispatch: Dispatch,
+    /// Shape rule: K must be a multiple of this.
+    pub k_multiple_of: u32,
+    /// Relative tolerance the kernel meets against the reference (see `reference.rs`).
+    pub tolerance: f64,
+}
+
+impl KernelEntry {
+    fn new(spec: &KernelSpec, w: &Wgsl) -> KernelEntry {
+        KernelEntry {
+            name: w.name.clone(),
+            op: spec.op,
+            bits: spec.format.bits(),
+            group_size: spec.format.group_size(),
+            scheme: spec.format.scheme(),
+            bits_per_weight: spec.format.bits_per_weight(),
+            tier: spec.profile.tier,
+            features: spec.profile.tier.features(),
+            wgsl: format!("{}.wgsl", w.name),
+            entry_point: w.name.clone(),
+            workgroup_size: w.workgroup_size,
+            workgroup_storage_bytes: w.workgroup_bytes,
+            bindings: wgsl::bindings(spec),
+            params: PARAMS.to_vec(),
+            dispatch: spec.dispatch(),
+            k_multiple_of: spec.format.group_size(),
+            tolerance: spec.profile.tier.tolerance(),
+        }
+    }
+}
+
+/// An emitted package, in memory.
+#[derive(Debug)]
+pub struct Package {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// (file name, contents), manifest last.
+    pub files: Vec<(String, String)>,
+}
+
+/// Emits and validates every kernel of `specs` (all for `target`). `progress` is called
+/// after each kernel with (done, total, name).
+pub fn build(target: Target, specs: &[KernelSpec], mut progress: impl FnMut(usize, usize, &str)) -> Result<Package, PackageError> {
+    let mut kernels = Vec::with_capacity(specs.len());
+    let mut files = Vec::with_capacity(specs.len() + 1);
+    for (i, spec) in specs.iter().enumerate() {
+        debug_assert_eq!(spec.profile.target, target);
+        let w = wgsl::emit(spec)?;
+        let entry = KernelEntry::new(spec, &w);
+        files.push((entry.wgsl.clone(), w.text));
+        kernels.push(entry);
+        progress(i + 1, specs.len(), &kernels[i].name);
+    }
+    let manifest = Manifest {
+        version: MANIFEST_VERSION,
+        generator: concat!("shadergen ", env!("CARGO_PKG_VERSION")).into(),
+        target,
+        dialect: target.info().dialect,
+        format_doc: "docs/FORMAT.md",
+        kernels,
+    };
+    let json = serde_json::to_string_pretty(&manifest).expect("manifest serializes") + "\n";
+    files.push(("manifest.json".into(), json));
+    Ok(Package { manifest, files })
+}
+
+impl Package {
+    /// Writes the package into `dir` (created if missing). All or nothing: on failure the
+    /// files written so far, and `dir` if this call created it, are removed.
+    pub fn write(&self, dir: &Path) -> Result<(), PackageError> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(PackageError::NotADir(dir.to_path_buf()));
+        }
+        let created = !dir.exists();
+        let io = |path: &Path, source| PackageError::Io { path: path.to_path_buf(), source };
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let mut staged: Vec<PathBuf> = Vec::new();
+        let result = (|| {
+            for (name, contents) in &self.files {
+                let tmp = dir.join(format!(".{name}.partial"));
+                staged.push(tmp.clone());
+                std::fs::write(&tmp, contents).map_err(|e| io(&tmp, e))?;
+            }
+            Ok(())
+        })();
+        let result = result.and_then(|()| {
+            for (name, _) in &self.files {
+                let tmp = dir.join(format!(".{name}.partial"));
+                let dst = dir.join(name);
+                std::fs::rename(&tmp, &dst).map_err(|e| io(&dst, e))?;
+            }
+            Ok(())
+        });
+        if result.is_err() {
+            for p in &staged {
+                let _ = std::fs::remove_file(p);
+            }
+            for (name, _) in &self.files {
+                let _ = std::fs::remove_file(dir.join(name));
+            }
+            if created {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+        result
+    }
+}

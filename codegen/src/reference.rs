@@ -1,0 +1,102 @@
+//! The scalar reference: the oracle every engine is compared with.
+//!
+//! It computes in f64 from the dequantized weights (`Weights::dequantize`, exactly the
+//! values `docs/FORMAT.md` defines), so its own rounding is negligible next to an f32
+//! kernel's. Alongside each output it returns a magnitude: the sum of the absolute values
+//! of every term a kernel may add up in any order (weights split into `scale·q` and `min`
+//! parts as the asymmetric kernels compute them). A kernel passes when
+//! `|got − want| ≤ tolerance · magnitude + f32::MIN_POSITIVE`, with the tolerance its tier
+//! states ([`crate::profile::Tier::tolerance`]).
+
+use crate::codec::Weights;
+use crate::spec::Scheme;
+
+/// Reference outputs with their magnitudes.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// Outputs, row-major (M x N).
+    pub want: Vec<f64>,
+    /// Σ |term| for each output.
+    pub magnitude: Vec<f64>,
+}
+
+/// The first output that differs by more than allowed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mismatch {
+    /// Flat index into the output.
+    pub index: usize,
+    /// What the engine returned.
+    pub got: f32,
+    /// The reference value.
+    pub want: f64,
+    /// The allowed absolute error there.
+    pub allowed: f64,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "output[{}] = {} but the reference is {} (allowed error {:e})", self.index, self.got, self.want, self.allowed)
+    }
+}
+
+impl Check {
+    /// Compares engine output with the reference at relative `tolerance`.
+    pub fn compare(&self, got: &[f32], tolerance: f64) -> Result<(), Mismatch> {
+        if got.len() != self.want.len() {
+            return Err(Mismatch { index: got.len().min(self.want.len()), got: f32::NAN, want: f64::NAN, allowed: 0.0 });
+        }
+        for (i, (&g, (&w, &m))) in got.iter().zip(self.want.iter().zip(&self.magnitude)).enumerate() {
+            let allowed = tolerance * m + f32::MIN_POSITIVE as f64;
+            if !((g as f64 - w).abs() <= allowed) {
+                return Err(Mismatch { index: i, got: g, want: w, allowed });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `Y[M x N] = X[M x K] · Wᵀ` (matvec is `m = 1`).
+pub fn matmul(w: &Weights, x: &[f32], m: usize) -> Check {
+    assert_eq!(x.len(), m * w.k, "x must be M x K");
+    let deq = w.dequantize();
+    // Per-element magnitude of the parts a kernel adds: |scale·(q−z)| or |scale·q| + |min|.
+    let mag_w: Vec<f64> = if w.format.is_f16() {
+        deq.iter().map(|v| v.abs() as f64).collect()
+    } else {
+        let codes = w.codes();
+        let z = w.format.zero_point() as f64;
+        let g = w.format.group_size() as usize;
+        (0..w.n * w.k)
+            .map(|i| {
+                let (row, col) = (i / w.k, i % w.k);
+                let s = w.scale(row, col / g).abs() as f64;
+                match w.format.scheme() {
+                    Scheme::Sym => s * (codes[i] as f64 - z).abs(),
+                    Scheme::Asym => s * codes[i] as f64 + w.min(row, col / g).abs() as f64,
+                }
+            })
+            .collect()
+    };
+    let mut want = vec![0.0; m * w.n];
+    let mut magnitude = vec![0.0; m * w.n];
+    for r in 0..m {
+        let xr = &x[r * w.k..(r + 1) * w.k];
+        for n in 0..w.n {
+            let wr = &deq[n * w.k..(n + 1) * w.k];
+            let mr = &mag_w[n * w.k..(n + 1) * w.k];
+            let (mut acc, mut mag) = (0.0f64, 0.0f64);
+            for k in 0..w.k {
+                acc += wr[k] as f64 * xr[k] as f64;
+                mag += mr[k] * (xr[k] as f64).abs();
+            }
+            want[r * w.n + n] = acc;
+            magnitude[r * w.n + n] = mag;
+        }
+    }
+    Check { want, magnitude }
+}
+
+/// `y[N] = W · x`.
+pub fn matvec(w: &Weights, x: &[f32]) -> Check {
+    matmul(w, x, 1)
+}

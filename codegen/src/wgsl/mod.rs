@@ -1,0 +1,289 @@
+//! The WGSL stage: `KernelSpec` → WGSL text → naga validation and cross-compilation.
+//!
+//! Arithmetic decisions (which words and shifts give which codes, which vector of x they
+//! meet) are made here in Rust; the askama templates in `templates/` only lay the code out.
+//! [`emit`] never returns text that naga has not parsed, validated with the profile's
+//! capabilities and translated to MSL, HLSL and SPIR-V.
+
+mod template;
+
+use crate::codec::planes;
+use crate::error::WgslError;
+use crate::profile::{Dialect, Target, Tier};
+use crate::spec::{BLOCK, KernelSpec, Op};
+use askama::Template;
+use serde::Serialize;
+
+/// One resource binding of a kernel (all in group 0).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Binding {
+    /// `@binding(N)`.
+    pub binding: u32,
+    /// The WGSL variable name.
+    pub name: &'static str,
+    /// `uniform`, `read` or `read_write`.
+    pub access: &'static str,
+    /// The WGSL type of the variable.
+    #[serde(rename = "type")]
+    pub ty: &'static str,
+    /// Element type of the array (`u32`, `f32`, `vec4<f32>`), or the struct name.
+    pub element: &'static str,
+    /// What the host puts there.
+    pub contents: &'static str,
+}
+
+/// The bindings of a kernel, in binding order. Numbers are fixed per name, so a host can
+/// bind by number across every kernel.
+pub fn bindings(spec: &KernelSpec) -> Vec<Binding> {
+    let f = spec.format;
+    let mut b = vec![
+        Binding { binding: 0, name: "params", access: "uniform", ty: "Params", element: "Params", contents: "shape: m, n, k (u32), then one u32 of padding" },
+        Binding {
+            binding: 1,
+            name: "weights",
+            access: "read",
+            ty: "array<u32>",
+            element: "u32",
+            contents: if f.is_f16() { "f16 weights, two per word, row-major N x K (docs/FORMAT.md)" } else { "packed codes, row-major N x K in 32-code blocks (docs/FORMAT.md)" },
+        },
+    ];
+    if !f.is_f16() {
+        b.push(Binding { binding: 2, name: "scales", access: "read", ty: "array<u32>", element: "u32", contents: "f16 scales, two per word, index row * (K / group) + group" });
+    }
+    if f.has_min() {
+        b.push(Binding { binding: 3, name: "mins", access: "read", ty: "array<u32>", element: "u32", contents: "f16 mins, laid out as scales" });
+    }
+    b.push(Binding { binding: 4, name: "x", access: "read", ty: "array<vec4<f32>>", element: "vec4<f32>", contents: "f32 activations, row-major M x K" });
+    b.push(Binding { binding: 5, name: "y", access: "read_write", ty: "array<f32>", element: "f32", contents: "f32 outputs, row-major M x N" });
+    b
+}
+
+/// A member of the `Params` uniform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Param {
+    /// Field name.
+    pub name: &'static str,
+    /// Byte offset.
+    pub offset: u32,
+    /// WGSL type.
+    #[serde(rename = "type")]
+    pub ty: &'static str,
+}
+
+/// The `Params` uniform layout shared by every kernel: 16 bytes.
+pub const PARAMS: [Param; 4] = [
+    Param { name: "m", offset: 0, ty: "u32" },
+    Param { name: "n", offset: 4, ty: "u32" },
+    Param { name: "k", offset: 8, ty: "u32" },
+    Param { name: "pad", offset: 12, ty: "u32" },
+];
+
+/// How many workgroups to dispatch, as expressions over M, N, K (see `docs/FORMAT.md`,
+/// "Dispatch") and as a function the Rust runtime calls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dispatch {
+    /// x, y, z expressions.
+    pub workgroups: [String; 3],
+}
+
+impl KernelSpec {
+    /// The dispatch expressions written into the manifest.
+    pub fn dispatch(&self) -> Dispatch {
+        let max = self.profile.limits.workgroups_per_dim;
+        match self.op {
+            Op::Matvec => {
+                let r = self.tuning.rows_per_workgroup;
+                Dispatch { workgroups: [format!("min(ceil(N / {r}), {max})"), format!("ceil(ceil(N / {r}) / {max})"), "1".into()] }
+            }
+            Op::Matmul => Dispatch {
+                workgroups: [format!("ceil(N / {})", self.tuning.tile_n), format!("ceil(M / {})", self.tuning.tile_m), "1".into()],
+            },
+        }
+    }
+
+    /// The workgroup counts for a shape, as [`KernelSpec::dispatch`] describes them.
+    pub fn workgroups(&self, m: u32, n: u32) -> [u32; 3] {
+        let max = self.profile.limits.workgroups_per_dim;
+        match self.op {
+            Op::Matvec => {
+                let total = n.div_ceil(self.tuning.rows_per_workgroup);
+                [total.min(max), total.div_ceil(max), 1]
+            }
+            Op::Matmul => [n.div_ceil(self.tuning.tile_n), m.div_ceil(self.tuning.tile_m), 1],
+        }
+    }
+}
+
+/// An emitted, validated kernel.
+#[derive(Debug, Clone)]
+pub struct Wgsl {
+    /// The kernel name (also the entry point).
+    pub name: String,
+    /// The text for the spec's target compiler.
+    pub text: String,
+    /// The same kernel in naga's dialect (what wgpu and Firefox accept). Equal to `text`
+    /// except on Tint targets with subgroups, where only the `enable subgroups;` line differs.
+    pub naga_text: String,
+    /// Invocations per workgroup (x, y, z).
+    pub workgroup_size: [u32; 3],
+    /// Workgroup memory the kernel declares, in bytes.
+    pub workgroup_bytes: u32,
+}
+
+/// Renders, validates and cross-compiles the kernel `spec` describes.
+pub fn emit(spec: &KernelSpec) -> Result<Wgsl, WgslError> {
+    let name = spec.name();
+    let text = render(spec, spec.profile.dialect)?;
+    let naga_text = if spec.profile.dialect == Dialect::Tint { render(spec, Dialect::Naga)? } else { text.clone() };
+    let module = validate(&name, &naga_text, spec.profile.tier)?;
+    cross_compile(&name, &module, spec.profile.tier)?;
+    let t = &spec.tuning;
+    let workgroup_bytes = template::workgroup_bytes(spec);
+    if workgroup_bytes > spec.profile.limits.workgroup_storage {
+        return Err(WgslError::Spec(crate::error::SpecError::OverLimit {
+            what: "workgroup memory",
+            value: workgroup_bytes as u64,
+            limit: spec.profile.limits.workgroup_storage as u64,
+            target: spec.profile.target.name().into(),
+            why: "maxComputeWorkgroupStorageSize",
+        }));
+    }
+    Ok(Wgsl { name, text, naga_text, workgroup_size: [t.workgroup_size, 1, 1], workgroup_bytes })
+}
+
+/// Renders the kernel text for a compiler dialect, without validating it.
+pub fn render(spec: &KernelSpec, dialect: Dialect) -> Result<String, WgslError> {
+    let ctx = template::Context::new(spec, dialect);
+    let rendered = match spec.op {
+        Op::Matvec => template::Matvec { c: &ctx }.render(),
+        Op::Matmul => template::Matmul { c: &ctx }.render(),
+    };
+    rendered.map_err(|source| WgslError::Template { kernel: spec.name(), source })
+}
+
+/// naga capabilities a tier may use.
+fn capabilities(tier: Tier) -> naga::valid::Capabilities {
+    use naga::valid::Capabilities as C;
+    // pack/unpack2x16float are core WGSL; naga asks for this capability, which every
+    // WebGPU implementation has (wgpu grants it on every backend that is WebGPU compliant).
+    let mut caps = C::SHADER_FLOAT16_IN_FLOAT32;
+    if tier.shader_f16() {
+        caps |= C::SHADER_FLOAT16;
+    }
+    if tier.subgroups() {
+        caps |= C::SUBGROUP;
+    }
+    caps
+}
+
+/// Parses and validates naga-dialect WGSL with a tier's capabilities. Errors carry naga's
+/// report, which quotes the offending source line.
+pub fn validate(name: &str, text: &str, tier: Tier) -> Result<naga::Module, WgslError> {
+    let module = naga::front::wgsl::parse_str(text)
+        .map_err(|e| WgslError::Naga { kernel: name.into(), stage: "parse", report: e.emit_to_string(text) })?;
+    let mut validator = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities(tier));
+    if tier.subgroups() {
+        validator.subgroup_stages(naga::valid::ShaderStages::COMPUTE);
+        validator.subgroup_operations(naga::valid::SubgroupOperationSet::all());
+    }
+    validator
+        .validate(&module)
+        .map_err(|e| WgslError::Naga { kernel: name.into(), stage: "validation", report: e.emit_to_string(text) })?;
+    Ok(module)
+}
+
+/// Validates a user's WGSL file as the `target`'s compiler would see it through naga:
+/// the directives naga does not implement (Tint's `enable subgroups;`) are accepted on
+/// Tint targets and removed before parsing, and the target's richest tier's capabilities
+/// are allowed.
+pub fn validate_for_target(name: &str, text: &str, target: Target) -> Result<(), WgslError> {
+    let info = target.info();
+    let tier = *info.tiers.last().expect("every target has a tier");
+    let naga_text = if info.dialect == Dialect::Tint { strip_tint_directives(text) } else { text.to_string() };
+    let module = validate(name, &naga_text, tier)?;
+    cross_compile(name, &module, tier)
+}
+
+/// Replaces Tint-only directives with blank lines, so naga's line numbers still match.
+fn strip_tint_directives(text: &str) -> String {
+    text.lines()
+        .map(|l| if l.trim() == "enable subgroups;" { "" } else { l })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Translates a validated module to MSL (Safari's Metal), HLSL (Chrome and Edge on Windows)
+/// and SPIR-V (Vulkan), so a kernel that one backend cannot express is caught here.
+fn cross_compile(name: &str, module: &naga::Module, tier: Tier) -> Result<(), WgslError> {
+    use naga::back::{hlsl, msl, spv};
+    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities(tier))
+        .subgroup_stages(if tier.subgroups() { naga::valid::ShaderStages::COMPUTE } else { naga::valid::ShaderStages::empty() })
+        .subgroup_operations(if tier.subgroups() { naga::valid::SubgroupOperationSet::all() } else { naga::valid::SubgroupOperationSet::empty() })
+        .validate(module)
+        .map_err(|e| WgslError::Backend { kernel: name.into(), lang: "validator", message: e.to_string() })?;
+    let backend = |lang, e: &dyn std::fmt::Display| WgslError::Backend { kernel: name.into(), lang, message: e.to_string() };
+
+    let msl_options = msl::Options { lang_version: (2, 4), ..Default::default() };
+    msl::write_string(module, &info, &msl_options, &msl::PipelineOptions::default()).map_err(|e| backend("MSL", &e))?;
+
+    // FXC (shader model 5.1) is Chrome's default on Windows; f16 and wave ops need DXC (6.2).
+    let shader_model = if tier == Tier::Base { hlsl::ShaderModel::V5_1 } else { hlsl::ShaderModel::V6_2 };
+    let hlsl_options = hlsl::Options { shader_model, ..Default::default() };
+    let mut hlsl_out = String::new();
+    hlsl::Writer::new(&mut hlsl_out, &hlsl_options, &hlsl::PipelineOptions::default())
+        .write(module, &info, None)
+        .map_err(|e| backend("HLSL", &e))?;
+
+    let spv_options = spv::Options { lang_version: (1, 3), ..Default::default() };
+    spv::write_vec(module, &info, &spv_options, None).map_err(|e| backend("SPIR-V", &e))?;
+    Ok(())
+}
+
+/// The code layout facts templates need, derived from the format (`docs/FORMAT.md`).
+pub(crate) fn block_constants(spec: &KernelSpec) -> (u32, u32) {
+    let f = spec.format;
+    (f.block_words(), f.group_size() / BLOCK)
+}
+
+/// For plane-packed formats: the u32 expression whose four bytes are the codes of
+/// elements `4·quad .. 4·quad+3` of a block, given the block's words bound to `w0, w1, ...`.
+/// In a p-bit plane those four codes sit in word `quad mod p`, slot `quad div p`.
+pub(crate) fn quad_codes(bits: u32, quad: u32) -> String {
+    let mut parts = Vec::new();
+    let (mut word0, mut low) = (0u32, 0u32);
+    for &p in planes(bits) {
+        let word = word0 + quad % p;
+        let shift = p * (quad / p);
+        let mask = ((1u32 << p) - 1) * 0x0101_0101;
+        let mut e = if shift == 0 { format!("w{word}") } else { format!("(w{word} >> {shift}u)") };
+        if p != 8 {
+            e = format!("({e} & 0x{mask:08x}u)");
+        }
+        if low != 0 {
+            e = format!("({e} << {low}u)");
+        }
+        parts.push(e);
+        word0 += p;
+        low += p;
+    }
+    parts.join(" | ")
+}
+
+/// For plane-packed formats: a WGSL expression for the code of element `e` (a u32
+/// variable) of the block starting at word `wb`.
+pub(crate) fn element_code(bits: u32) -> String {
+    let mut parts = Vec::new();
+    let (mut word0, mut low) = (0u32, 0u32);
+    for &p in planes(bits) {
+        let bytes = 4 * p;
+        let mask = (1u32 << p) - 1;
+        let mut e = format!("((weights[wb + {word0}u + (e % {bytes}u) / 4u] >> (8u * (e % 4u) + {p}u * (e / {bytes}u))) & {mask}u)");
+        if low != 0 {
+            e = format!("({e} << {low}u)");
+        }
+        parts.push(e);
+        word0 += p;
+        low += p;
+    }
+    parts.join(" | ")
+}

@@ -1,0 +1,132 @@
+//! Template contexts: every number and expression the templates print is computed here.
+
+use super::{Binding, bindings, block_constants, element_code, quad_codes};
+use crate::profile::Dialect;
+use crate::spec::{KernelSpec, Op, Scheme};
+use askama::Template;
+
+/// One quad (four consecutive elements) of a block, for matvec's unrolled inner product.
+pub(crate) struct Quad {
+    /// A vec4 expression of the four (zero-point-adjusted) codes or f16 weights.
+    pub value: String,
+}
+
+/// Everything the templates print.
+pub(crate) struct Context {
+    pub name: String,
+    pub directives: Vec<&'static str>,
+    pub description: String,
+    pub bindings: Vec<Binding>,
+    pub wg: u32,
+    pub rows: u32,
+    pub block_words: u32,
+    pub blocks_per_group: u32,
+    pub quant: bool,
+    pub asym: bool,
+    pub f16: bool,
+    pub subgroups: bool,
+    /// Scalar type of the inner arithmetic.
+    pub st: &'static str,
+    /// Zero point as an f32 literal (matmul dequantizes in f32 before storing the tile).
+    pub zero32: String,
+    pub quads: Vec<Quad>,
+    /// matmul: the code of element `e` of the block at word `wb`.
+    pub element_code: String,
+    /// Sizes of workgroup arrays, as literals (Safari mishandles override-sized ones).
+    pub partials_len: u32,
+    pub tile_len: u32,
+    pub tile_m: u32,
+    pub tile_n: u32,
+    pub stride: u32,
+}
+
+impl Context {
+    pub fn new(spec: &KernelSpec, dialect: Dialect) -> Context {
+        let f = spec.format;
+        let tier = spec.profile.tier;
+        let mut directives = Vec::new();
+        if tier.shader_f16() {
+            directives.push("enable f16;");
+        }
+        if tier.subgroups() && dialect == Dialect::Tint {
+            directives.push("enable subgroups;");
+        }
+        let (st, vt) = if tier.shader_f16() { ("f16", "vec4<f16>") } else { ("f32", "vec4<f32>") };
+        let zero = format!("{}.0{}", f.zero_point(), if tier.shader_f16() { "h" } else { "" });
+        let quads = (0..8)
+            .map(|q| {
+                let value = if f.is_f16() {
+                    if tier.shader_f16() {
+                        // naga 30 mistypes bitcast<vec2<f16>>(u32) as vec2<f32>; going through
+                        // unpack2x16float is exact (the values are f16) and portable.
+                        format!("vec4<f16>(vec4<f32>(unpack2x16float(w{}), unpack2x16float(w{})))", 2 * q, 2 * q + 1)
+                    } else {
+                        format!("vec4<f32>(unpack2x16float(w{}), unpack2x16float(w{}))", 2 * q, 2 * q + 1)
+                    }
+                } else {
+                    let codes = format!("{vt}(bytes4({}))", quad_codes(f.bits(), q));
+                    match f.scheme() {
+                        Scheme::Sym => format!("{codes} - {vt}({zero})"),
+                        Scheme::Asym => codes,
+                    }
+                };
+                Quad { value }
+            })
+            .collect();
+        let (block_words, blocks_per_group) = block_constants(spec);
+        let t = spec.tuning;
+        assert!(spec.op == Op::Matvec || (t.tile_m == 32 && t.tile_n == 32 && t.workgroup_size == 64), "matmul template is an 8x8 grid of 4x4 micro-tiles");
+        let stride = 33; // 32 + 1: neighbouring rows of a tile start in different banks
+        let scheme = if f.is_f16() { "unquantized f16".to_string() } else { format!("{}-bit codes, group {}, {}", f.bits(), f.group_size(), if f.has_min() { "scale + min" } else { "symmetric scale" }) };
+        Context {
+            name: spec.name(),
+            directives,
+            description: format!(
+                "target {}, tier {}: weights {scheme}; {} arithmetic",
+                spec.profile.target,
+                tier,
+                if tier.shader_f16() { "f16 inner products, f32 accumulation" } else { "f32" }
+            ),
+            bindings: bindings(spec),
+            wg: t.workgroup_size,
+            rows: t.rows_per_workgroup,
+            block_words,
+            blocks_per_group,
+            quant: !f.is_f16(),
+            asym: f.has_min(),
+            f16: tier.shader_f16(),
+            subgroups: tier.subgroups(),
+            st,
+
+            zero32: format!("{}.0", f.zero_point()),
+            quads,
+            element_code: if f.is_f16() { String::new() } else { element_code(f.bits()) },
+            partials_len: t.rows_per_workgroup * t.workgroup_size,
+            tile_len: t.tile_m.max(t.tile_n) * stride,
+            tile_m: t.tile_m,
+            tile_n: t.tile_n,
+            stride,
+        }
+    }
+}
+
+/// Workgroup memory a kernel declares, in bytes.
+pub(crate) fn workgroup_bytes(spec: &KernelSpec) -> u32 {
+    let t = spec.tuning;
+    match spec.op {
+        Op::Matvec => 4 * t.rows_per_workgroup * t.workgroup_size,
+        Op::Matmul => 2 * 33 * t.tile_m.max(t.tile_n) * if spec.profile.tier.shader_f16() { 2 } else { 4 },
+    }
+}
+
+#[derive(Template)]
+#[template(path = "matvec.wgsl")]
+pub(crate) struct Matvec<'a> {
+    pub c: &'a Context,
+}
+
+#[derive(Template)]
+#[template(path = "matmul.wgsl")]
+pub(crate) struct Matmul<'a> {
+    pub c: &'a Context,
+}

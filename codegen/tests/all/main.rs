@@ -1,0 +1,2 @@
+//! codegen's one integration-test binary.
+mod emit;
