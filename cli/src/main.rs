@@ -1,1 +1,560 @@
-fn main(){}
+//! `shadergen`: emits, lists and validates quantized WebGPU WGSL kernels.
+//!
+//! Every value a user types (target, op, bits, group, scheme, tier) is parsed by `codegen`,
+//! so error messages name the bad value and the allowed ones in one place. Nothing is
+//! written until every kernel has been emitted and validated in memory.
+
+use clap::{Args, Parser, Subcommand};
+use codegen::manifest::{self, Package};
+use codegen::{
+    Format, KernelSpec, Op, PackageError, Profile, Scheme, SpecError, Target, Tier, WgslError,
+};
+use std::error::Error;
+use std::fmt;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Exit status when a WGSL text fails naga validation.
+const EXIT_INVALID: u8 = 1;
+/// Exit status for bad input (clap's own usage errors use it too).
+const EXIT_USAGE: u8 = 2;
+/// Exit status when a file or folder cannot be read or written.
+const EXIT_IO: u8 = 3;
+
+const AFTER_HELP: &str = "\
+Exit status: 0 success, 1 WGSL failed validation, 2 usage error or unsupported value,
+3 a file or folder could not be read or written.";
+
+/// Generates quantized matvec/matmul WGSL kernels for WebGPU browsers and native wgpu,
+/// each validated by naga and cross-compiled to MSL, HLSL and SPIR-V.
+#[derive(Debug, Parser)]
+#[command(name = "shadergen", version, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Emit a kernel package: one .wgsl per kernel plus manifest.json.
+    ///
+    /// Every kernel is emitted and validated in memory before anything is written; the
+    /// folder is then written all or nothing. Without selection options the whole set for
+    /// the target is emitted: every op, bits 2, 3, 4, 8 and 16, groups 32, 64 and 128, both
+    /// schemes and every tier the target has.
+    #[command(after_help = AFTER_HELP)]
+    Emit(EmitArgs),
+    /// List the targets, tiers, ops and weight formats shadergen knows.
+    #[command(after_help = AFTER_HELP)]
+    List,
+    /// Validate a WGSL file with naga as a target's compiler would see it, then
+    /// cross-compile it to MSL, HLSL and SPIR-V.
+    #[command(after_help = AFTER_HELP)]
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+struct EmitArgs {
+    /// Target: generic, chrome, edge, firefox, safari or native.
+    #[arg(long, value_name = "TARGET")]
+    target: String,
+    /// Output folder, created if missing.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Ops, comma separated: matvec, matmul [default: both].
+    #[arg(long, value_name = "OP,...", value_delimiter = ',')]
+    ops: Vec<String>,
+    /// Bit widths, comma separated: 2, 3, 4, 8, and 16 for the unquantized f16 baseline
+    /// [default: all].
+    #[arg(long, value_name = "BITS,...", value_delimiter = ',')]
+    bits: Vec<u32>,
+    /// Group sizes (codes per scale), comma separated: 32, 64, 128 [default: all].
+    #[arg(long, value_name = "SIZE,...", value_delimiter = ',')]
+    group: Vec<u32>,
+    /// Quantization schemes, comma separated: sym, asym [default: both].
+    #[arg(long, value_name = "SCHEME,...", value_delimiter = ',')]
+    scheme: Vec<String>,
+    /// Feature tiers, comma separated: base, f16, subgroups, f16-subgroups, as the target
+    /// has them (see `shadergen list`) [default: every tier of the target].
+    #[arg(long, value_name = "TIER,...", value_delimiter = ',')]
+    tier: Vec<String>,
+    /// Print no progress lines.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    /// The WGSL file to check.
+    #[arg(value_name = "FILE.wgsl")]
+    file: PathBuf,
+    /// Target whose compiler's view is checked: generic, chrome, edge, firefox, safari or
+    /// native.
+    #[arg(long, value_name = "TARGET", default_value = "native")]
+    target: String,
+}
+
+/// Everything that makes a command fail, with the exit status it maps to.
+#[derive(Debug)]
+enum CliError {
+    /// A value codegen does not accept.
+    Spec(SpecError),
+    /// The output folder cannot be created: one of its ancestors is not a folder.
+    OutDir { dir: PathBuf, blocker: PathBuf },
+    /// Writing the package failed (or a generated kernel failed validation).
+    Package(PackageError),
+    /// An input file could not be read.
+    Read { path: PathBuf, source: io::Error },
+    /// A WGSL text failed naga validation or cross-compilation; `hint` says what may fix it.
+    Invalid {
+        error: WgslError,
+        hint: Option<String>,
+    },
+    /// Standard output could not be written.
+    Stdout(io::Error),
+}
+
+impl CliError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Spec(_) => EXIT_USAGE,
+            CliError::Invalid { .. } | CliError::Package(PackageError::Wgsl(_)) => EXIT_INVALID,
+            CliError::OutDir { .. }
+            | CliError::Package(_)
+            | CliError::Read { .. }
+            | CliError::Stdout(_) => EXIT_IO,
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Spec(e) => fmt::Display::fmt(e, f),
+            CliError::OutDir { dir, blocker } => {
+                write!(
+                    f,
+                    "cannot write `{}`: `{}` is not a folder",
+                    dir.display(),
+                    blocker.display()
+                )
+            }
+            CliError::Package(e) => fmt::Display::fmt(e, f),
+            CliError::Read { path, .. } => write!(f, "cannot read `{}`", path.display()),
+            CliError::Invalid { error, .. } => fmt::Display::fmt(error, f),
+            CliError::Stdout(_) => f.write_str("cannot write to standard output"),
+        }
+    }
+}
+
+impl Error for CliError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        // The wrapped codegen errors are shown as themselves (their Display), so the chain
+        // continues with *their* sources.
+        match self {
+            CliError::Spec(e) => e.source(),
+            CliError::OutDir { .. } => None,
+            CliError::Package(e) => e.source(),
+            CliError::Read { source, .. } | CliError::Stdout(source) => Some(source),
+            CliError::Invalid { error, .. } => error.source(),
+        }
+    }
+}
+
+impl From<SpecError> for CliError {
+    fn from(e: SpecError) -> Self {
+        CliError::Spec(e)
+    }
+}
+
+/// The error and its causes on one line, each cause shown once: codegen's messages
+/// already include their source's text, so a cause whose text is already there is skipped.
+fn report(err: &dyn Error) -> String {
+    let mut msg = err.to_string().trim_end().to_string();
+    let mut cause = err.source();
+    while let Some(e) = cause {
+        let text = e.to_string();
+        let text = text.trim_end();
+        if !text.is_empty() && !msg.contains(text) {
+            msg.push_str(": ");
+            msg.push_str(text);
+        }
+        cause = e.source();
+    }
+    msg
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Emit(args) => emit(&args),
+        Command::List => list(),
+        Command::Validate(args) => validate(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // stderr may be closed: nothing more can be said then, the status still tells.
+            let mut stderr = io::stderr().lock();
+            let _ = writeln!(stderr, "error: {}", report(&e));
+            if let CliError::Invalid {
+                hint: Some(hint), ..
+            } = &e
+            {
+                let _ = writeln!(stderr, "hint: {hint}");
+            }
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Writes `text` to stdout. A closed pipe (`shadergen list | head -1`) is not an error.
+fn print(text: &str) -> Result<(), CliError> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(CliError::Stdout(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Progress goes to stderr; failing to show it never fails the command.
+fn progress_line(text: &str) {
+    let _ = writeln!(io::stderr().lock(), "{text}");
+}
+
+/// Keeps the first occurrence of each value, in order.
+fn dedup<T: PartialEq>(values: Vec<T>) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(values.len());
+    for v in values {
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// What `emit` will generate, every value checked by codegen.
+#[derive(Debug)]
+struct Selection {
+    target: Target,
+    specs: Vec<KernelSpec>,
+}
+
+fn select(args: &EmitArgs) -> Result<Selection, SpecError> {
+    let target: Target = args.target.parse()?;
+    let ops: Vec<Op> = if args.ops.is_empty() {
+        Op::ALL.to_vec()
+    } else {
+        args.ops
+            .iter()
+            .map(|s| s.parse())
+            .collect::<Result<_, _>>()?
+    };
+    let bits: Vec<u32> = if args.bits.is_empty() {
+        Format::QUANT_BITS.iter().copied().chain([16]).collect()
+    } else {
+        args.bits.clone()
+    };
+    // Each value is checked on its own, so a bad group is reported even when only the f16
+    // baseline (which ignores groups and schemes) is selected.
+    for &b in &bits {
+        Format::from_bits(b, Format::GROUP_SIZES[0], Scheme::Sym)?;
+    }
+    let groups: Vec<u32> = if args.group.is_empty() {
+        Format::GROUP_SIZES.to_vec()
+    } else {
+        args.group.clone()
+    };
+    for &g in &groups {
+        Format::quant(Format::QUANT_BITS[0], g, Scheme::Sym)?;
+    }
+    let schemes: Vec<Scheme> = if args.scheme.is_empty() {
+        Scheme::ALL.to_vec()
+    } else {
+        args.scheme
+            .iter()
+            .map(|s| s.parse())
+            .collect::<Result<_, _>>()?
+    };
+    let tiers: Vec<Tier> = if args.tier.is_empty() {
+        target.info().tiers.to_vec()
+    } else {
+        args.tier
+            .iter()
+            .map(|t| Profile::parse_tier(target, t))
+            .collect::<Result<_, _>>()?
+    };
+    let specs = KernelSpec::select(
+        target,
+        &dedup(ops),
+        &dedup(bits),
+        &dedup(groups),
+        &dedup(schemes),
+        &dedup(tiers),
+    )?;
+    Ok(Selection { target, specs })
+}
+
+/// Fails early, before the kernels are built, when the output folder can certainly not be
+/// created: it, or its nearest existing ancestor, is not a folder. Anything else (such as
+/// permissions) is left to the package writer, which reports it and cleans up.
+fn check_out_dir(dir: &Path) -> Result<(), CliError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(CliError::Package(PackageError::NotADir(dir.to_path_buf())));
+    }
+    for ancestor in dir.ancestors().skip(1) {
+        if ancestor.as_os_str().is_empty() {
+            break;
+        }
+        match std::fs::metadata(ancestor) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => {
+                return Err(CliError::OutDir {
+                    dir: dir.to_path_buf(),
+                    blocker: ancestor.to_path_buf(),
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(_) => break,
+        }
+    }
+    Ok(())
+}
+
+/// `.wgsl` files in `dir` that the package does not list (left by an earlier run).
+fn stray_kernels(dir: &Path, package: &Package) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".wgsl") && !package.manifest.kernels.iter().any(|k| k.wgsl == name)
+        })
+        .count()
+}
+
+fn emit(args: &EmitArgs) -> Result<(), CliError> {
+    let start = Instant::now();
+    let Selection { target, specs } = select(args)?;
+    check_out_dir(&args.out)?;
+
+    let total = specs.len();
+    let width = total.to_string().len();
+    let quiet = args.quiet;
+    let package = manifest::build(target, &specs, |done, total, name| {
+        // The first kernel, then about every tenth of the way, then the last.
+        let step = done == 1 || done == total || done * 10 / total != (done - 1) * 10 / total;
+        if !quiet && step {
+            progress_line(&format!("[{done:>width$}/{total}] {name}"));
+        }
+    })
+    .map_err(CliError::Package)?;
+    package.write(&args.out).map_err(CliError::Package)?;
+
+    let stray = stray_kernels(&args.out, &package);
+    if stray > 0 {
+        progress_line(&format!(
+            "warning: `{}` also holds {stray} .wgsl file(s) that manifest.json does not list (from an earlier run?)",
+            args.out.display()
+        ));
+    }
+    let count = package.manifest.kernels.len();
+    print(&format!(
+        "wrote {count} kernel{} for {} to {} (manifest.json) in {:.2}s\n",
+        if count == 1 { "" } else { "s" },
+        target,
+        args.out.display(),
+        start.elapsed().as_secs_f64()
+    ))
+}
+
+/// A short human description of each target (the profile table holds the facts).
+fn describe(target: Target) -> &'static str {
+    match target {
+        Target::Generic => "any WebGPU implementation: spec-default limits, no subgroups",
+        Target::Chrome => "Chrome (Dawn + Tint); subgroup tiers need Chrome 144+",
+        Target::Edge => "Edge (Chromium: Dawn + Tint, as Chrome)",
+        Target::Firefox => "Firefox (wgpu + naga); no subgroups",
+        Target::Safari => "Safari 26+ (WebKit's WGSL compiler to Metal); no subgroups",
+        Target::Native => "wgpu outside a browser (Vulkan, Metal, DX12)",
+    }
+}
+
+fn describe_op(op: Op) -> &'static str {
+    match op {
+        Op::Matvec => "decode: y[N] = W[N x K] . x[K]",
+        Op::Matmul => "prefill: Y[M x N] = X[M x K] . W[N x K]^T",
+    }
+}
+
+/// The name a dialect has in manifests (its serde name).
+fn dialect_name(dialect: codegen::Dialect) -> String {
+    match serde_json::to_value(dialect) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => format!("{dialect:?}").to_lowercase(),
+    }
+}
+
+fn join<T: fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    items
+        .into_iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Lays `rows` out in columns two spaces apart, under a title; the last column is not padded.
+fn table(out: &mut String, title: &str, rows: &[Vec<String>]) {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    out.push_str(title);
+    out.push('\n');
+    for row in rows {
+        let mut line = String::from(" ");
+        for (c, cell) in row.iter().enumerate() {
+            line.push(' ');
+            line.push_str(cell);
+            if c + 1 < row.len() {
+                line.push_str(&" ".repeat(widths[c] - cell.chars().count() + 1));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+}
+
+fn list() -> Result<(), CliError> {
+    let mut out = String::new();
+    let header = |cells: &[&str]| cells.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    let mut rows = vec![header(&["TARGET", "DIALECT", "TIERS", "DESCRIPTION"])];
+    rows.extend(Target::ALL.iter().map(|&t| {
+        let info = t.info();
+        vec![
+            t.name().into(),
+            dialect_name(info.dialect),
+            join(info.tiers.iter().map(|t| t.name())),
+            describe(t).into(),
+        ]
+    }));
+    table(&mut out, "Targets:", &rows);
+
+    let mut rows = vec![header(&["TIER", "FEATURES", "TOLERANCE"])];
+    rows.extend(Tier::ALL.iter().map(|&t| {
+        let features = t.features();
+        let features = if features.is_empty() {
+            "(core WebGPU only)".into()
+        } else {
+            join(features)
+        };
+        vec![
+            t.name().into(),
+            features,
+            format!("{:e} relative", t.tolerance()),
+        ]
+    }));
+    out.push('\n');
+    table(&mut out, "Tiers:", &rows);
+
+    let mut rows = vec![header(&["OP", "COMPUTES"])];
+    rows.extend(
+        Op::ALL
+            .iter()
+            .map(|&op| vec![op.name().into(), describe_op(op).into()]),
+    );
+    out.push('\n');
+    table(&mut out, "Ops:", &rows);
+
+    let rows = vec![
+        vec![
+            "--bits".into(),
+            format!(
+                "{}, 16 (the unquantized f16 baseline)",
+                join(Format::QUANT_BITS)
+            ),
+        ],
+        vec!["--group".into(), join(Format::GROUP_SIZES)],
+        vec![
+            "--scheme".into(),
+            join(Scheme::ALL.iter().map(|s| s.name())),
+        ],
+    ];
+    out.push('\n');
+    table(&mut out, "Formats:", &rows);
+    print(&out)
+}
+
+fn validate(args: &ValidateArgs) -> Result<(), CliError> {
+    let target: Target = args.target.parse()?;
+    let text = std::fs::read_to_string(&args.file).map_err(|source| CliError::Read {
+        path: args.file.clone(),
+        source,
+    })?;
+    let name = args.file.display().to_string();
+    codegen::wgsl::validate_for_target(&name, &text, target).map_err(|error| {
+        // Kernels emitted for Tint (chrome, edge) enable subgroups with a directive naga rejects.
+        let is_tint = |t: Target| t.info().dialect == codegen::Dialect::Tint;
+        let tint: Vec<&str> = Target::ALL
+            .into_iter()
+            .filter(|&t| is_tint(t))
+            .map(Target::name)
+            .collect();
+        let hint = (!is_tint(target)
+            && !tint.is_empty()
+            && text.lines().any(|l| l.trim() == "enable subgroups;"))
+        .then(|| {
+            format!(
+                "`enable subgroups;` is Tint's dialect: validate with --target {}",
+                tint.join(" or --target ")
+            )
+        });
+        CliError::Invalid { error, hint }
+    })?;
+    print(&format!("{name}: ok (naga {target}, MSL/HLSL/SPIR-V)\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn report_shows_each_cause_once() {
+        let err = CliError::Read {
+            path: "x.wgsl".into(),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        };
+        assert_eq!(
+            report(&err),
+            format!(
+                "cannot read `x.wgsl`: {}",
+                io::Error::from(io::ErrorKind::NotFound)
+            )
+        );
+        let err = CliError::Package(PackageError::Io {
+            path: "out".into(),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        });
+        let text = report(&err);
+        let cause = io::Error::from(io::ErrorKind::NotFound).to_string();
+        assert_eq!(text.matches(&cause).count(), 1, "{text}");
+    }
+}

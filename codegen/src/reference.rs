@@ -55,6 +55,17 @@ impl Check {
     }
 }
 
+impl Check {
+    /// The largest error relative to the magnitude, over all outputs: what a tolerance must
+    /// cover. Reported by the tests so a loose tolerance is visible.
+    pub fn worst_relative_error(&self, got: &[f32]) -> f64 {
+        got.iter()
+            .zip(self.want.iter().zip(&self.magnitude))
+            .map(|(&g, (&w, &m))| (g as f64 - w).abs() / m.max(f64::MIN_POSITIVE))
+            .fold(0.0, f64::max)
+    }
+}
+
 /// `Y[M x N] = X[M x K] · Wᵀ` (matvec is `m = 1`).
 pub fn matmul(w: &Weights, x: &[f32], m: usize) -> Check {
     assert_eq!(x.len(), m * w.k, "x must be M x K");

@@ -1,1 +1,228 @@
+//! shadergen's runtime: runs emitted kernels on a wgpu device.
+//!
+//! ```text
+//! codec::Weights ──upload once──► GpuWeights (storage buffers: words, scales, mins)
+//! KernelSpec ──wgsl::emit──► naga-dialect text ──compile once──► pipeline cache (by name)
+//! x: &[f32] ──► Gpu::run(spec, weights, x, m) ──dispatch (spec.workgroups)──► y: Vec<f32>
+//! ```
+//!
+//! The runtime reads only what a manifest also says: bindings by number
+//! (`codegen::wgsl::bindings`), the 16-byte `Params` uniform, and the dispatch rule. It asks
+//! the adapter for `shader-f16` and `subgroups` when it has them and reports which tiers
+//! it can therefore run ([`Gpu::supports`]). Errors are values, never panics: no adapter,
+//! a tier the device lacks, a shape the kernel cannot take, or a wgpu validation error.
 
+#![deny(missing_docs)]
+
+use codegen::{KernelSpec, Tier, Weights, wgsl};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use wgpu::util::DeviceExt;
+
+/// What can go wrong when running a kernel.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// No adapter was found.
+    #[error("no GPU adapter found (backends: {0})")]
+    NoAdapter(String),
+    /// The adapter refused the device request.
+    #[error("requesting a device failed: {0}")]
+    Device(String),
+    /// The device lacks a feature the kernel's tier needs.
+    #[error("kernel `{kernel}` needs the `{feature}` feature, which adapter `{adapter}` does not have")]
+    MissingFeature {
+        /// Kernel name.
+        kernel: String,
+        /// WebGPU feature name.
+        feature: &'static str,
+        /// Adapter description.
+        adapter: String,
+    },
+    /// The shape does not suit the kernel or the weights.
+    #[error("kernel `{kernel}`: {message}")]
+    Shape {
+        /// Kernel name.
+        kernel: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Emitting the kernel failed.
+    #[error(transparent)]
+    Wgsl(#[from] codegen::WgslError),
+    /// wgpu reported a validation or out-of-memory error.
+    #[error("kernel `{kernel}`: wgpu error: {message}")]
+    Wgpu {
+        /// Kernel name.
+        kernel: String,
+        /// wgpu's message.
+        message: String,
+    },
+}
+
+/// A wgpu device with a pipeline cache.
+pub struct Gpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    features: wgpu::Features,
+    pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+}
+
+/// Weights uploaded once and reused by every run.
+pub struct GpuWeights {
+    words: wgpu::Buffer,
+    scales: Option<wgpu::Buffer>,
+    mins: Option<wgpu::Buffer>,
+    format: codegen::Format,
+    n: usize,
+    k: usize,
+}
+
+impl Gpu {
+    /// Opens the first adapter (honouring `WGPU_BACKEND`, `WGPU_ADAPTER_NAME`) and requests a
+    /// device with `shader-f16` and `subgroups` where the adapter has them.
+    pub fn new() -> Result<Gpu, RuntimeError> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = pollster::block_on(wgpu::util::initialize_adapter_from_env_or_default(&instance, None))
+            .map_err(|e| RuntimeError::NoAdapter(format!("{e}")))?;
+        let info = adapter.get_info();
+        let features = adapter.features() & (wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP);
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("shadergen"),
+            required_features: features,
+            // Everything the adapter offers: the kernels' own shape checks keep to the profile.
+            required_limits: adapter.limits(),
+            ..Default::default()
+        }))
+        .map_err(|e| RuntimeError::Device(e.to_string()))?;
+        Ok(Gpu { device, queue, info, features, pipelines: Mutex::new(HashMap::new()) })
+    }
+
+    /// The adapter's name, driver and backend, for reports.
+    pub fn describe(&self) -> String {
+        format!("{} ({}, {:?})", self.info.name, self.info.driver_info, self.info.backend)
+    }
+
+    /// Whether this device can run kernels of `tier`.
+    pub fn supports(&self, tier: Tier) -> bool {
+        (!tier.shader_f16() || self.features.contains(wgpu::Features::SHADER_F16))
+            && (!tier.subgroups() || self.features.contains(wgpu::Features::SUBGROUP))
+    }
+
+    /// Uploads quantized (or f16) weights.
+    pub fn upload(&self, w: &Weights) -> GpuWeights {
+        let buf = |label, data: &[u32]| {
+            // Storage bindings cannot be empty; pad to one word.
+            let data: &[u32] = if data.is_empty() { &[0] } else { data };
+            self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: as_bytes(data),
+                usage: wgpu::BufferUsages::STORAGE,
+            })
+        };
+        GpuWeights {
+            words: buf("weights", &w.words),
+            scales: (!w.format.is_f16()).then(|| buf("scales", &w.scales)),
+            mins: w.format.has_min().then(|| buf("mins", &w.mins)),
+            format: w.format,
+            n: w.n,
+            k: w.k,
+        }
+    }
+
+    fn pipeline(&self, spec: &KernelSpec) -> Result<wgpu::ComputePipeline, RuntimeError> {
+        let name = spec.name();
+        if let Some(p) = self.pipelines.lock().expect("pipeline cache lock").get(&name) {
+            return Ok(p.clone());
+        }
+        let text = wgsl::emit(spec)?.naga_text;
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(&name), source: wgpu::ShaderSource::Wgsl(text.into()) });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&name),
+            layout: None,
+            module: &module,
+            entry_point: Some(&name),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(RuntimeError::Wgpu { kernel: name, message: e.to_string() });
+        }
+        self.pipelines.lock().expect("pipeline cache lock").insert(name, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Runs `spec` on uploaded weights: `Y[M x N] = X[M x K] · Wᵀ` (matvec: `m = 1`).
+    pub fn run(&self, spec: &KernelSpec, w: &GpuWeights, x: &[f32], m: usize) -> Result<Vec<f32>, RuntimeError> {
+        let name = spec.name();
+        let shape = |message: String| RuntimeError::Shape { kernel: name.clone(), message };
+        for feature in spec.profile.tier.features() {
+            let have = match feature {
+                "shader-f16" => self.features.contains(wgpu::Features::SHADER_F16),
+                _ => self.features.contains(wgpu::Features::SUBGROUP),
+            };
+            if !have {
+                return Err(RuntimeError::MissingFeature { kernel: name, feature, adapter: self.describe() });
+            }
+        }
+        if w.format != spec.format {
+            return Err(shape(format!("weights are {} but the kernel reads {}", w.format, spec.format)));
+        }
+        if spec.op == codegen::Op::Matvec && m != 1 {
+            return Err(shape(format!("matvec takes one activation row, got M = {m}")));
+        }
+        if x.len() != m * w.k {
+            return Err(shape(format!("x has {} values, expected M x K = {m} x {}", x.len(), w.k)));
+        }
+        spec.check_shape(m as u64, w.n as u64, w.k as u64).map_err(|e| shape(e.to_string()))?;
+        let pipeline = self.pipeline(spec)?;
+
+        let d = &self.device;
+        let params = [m as u32, w.n as u32, w.k as u32, 0];
+        let params = d.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("params"), contents: as_bytes(&params), usage: wgpu::BufferUsages::UNIFORM });
+        let xb = d.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("x"), contents: as_bytes(x), usage: wgpu::BufferUsages::STORAGE });
+        let out_bytes = (m * w.n * 4) as u64;
+        let yb = d.create_buffer(&wgpu::BufferDescriptor { label: Some("y"), size: out_bytes, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC, mapped_at_creation: false });
+        let read = d.create_buffer(&wgpu::BufferDescriptor { label: Some("readback"), size: out_bytes, usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
+
+        let mut entries = Vec::new();
+        for b in wgsl::bindings(spec) {
+            let buffer = match b.name {
+                "params" => &params,
+                "weights" => &w.words,
+                "scales" => w.scales.as_ref().expect("quantized weights have scales"),
+                "mins" => w.mins.as_ref().expect("asym weights have mins"),
+                "x" => &xb,
+                _ => &yb,
+            };
+            entries.push(wgpu::BindGroupEntry { binding: b.binding, resource: buffer.as_entire_binding() });
+        }
+        let scope = d.push_error_scope(wgpu::ErrorFilter::Validation);
+        let bind = d.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(&name), layout: &pipeline.get_bind_group_layout(0), entries: &entries });
+        let mut enc = d.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&name) });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(&name), timestamp_writes: None });
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind, &[]);
+            let [gx, gy, gz] = spec.workgroups(m as u32, w.n as u32);
+            pass.dispatch_workgroups(gx, gy, gz);
+        }
+        enc.copy_buffer_to_buffer(&yb, 0, &read, 0, out_bytes);
+        self.queue.submit([enc.finish()]);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(RuntimeError::Wgpu { kernel: name, message: e.to_string() });
+        }
+        let slice = read.slice(..);
+        slice.map_async(wgpu::MapMode::Read, |_| {});
+        d.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| RuntimeError::Wgpu { kernel: name.clone(), message: e.to_string() })?;
+        let bytes = slice.get_mapped_range().map_err(|e| RuntimeError::Wgpu { kernel: name.clone(), message: e.to_string() })?;
+        let y = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        Ok(y)
+    }
+}
+
+/// The bytes of a slice of 4-byte values, as WebGPU buffers hold them (little-endian hosts).
+fn as_bytes<T: bytemuck::Pod>(v: &[T]) -> &[u8] {
+    bytemuck::cast_slice(v)
+}

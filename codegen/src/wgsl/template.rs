@@ -82,8 +82,7 @@ impl Context {
             name: spec.name(),
             directives,
             description: format!(
-                "target {}, tier {}: weights {scheme}; {} arithmetic",
-                spec.profile.target,
+                "tier {}: weights {scheme}; {} arithmetic",
                 tier,
                 if tier.shader_f16() { "f16 inner products, f32 accumulation" } else { "f32" }
             ),

@@ -1,0 +1,56 @@
+//! `shadergen list` and `--help`.
+
+use crate::common::{assert_status, shadergen, stdout};
+
+#[test]
+fn list_mentions_every_target_tier_and_op() {
+    let out = shadergen(&["list"]);
+    assert_status(&out, 0);
+    let text = stdout(&out);
+    for target in ["generic", "chrome", "edge", "firefox", "safari", "native"] {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{target} "))),
+            "no line for {target}:\n{text}"
+        );
+    }
+    for tier in ["base", "f16", "subgroups", "f16-subgroups", "shader-f16"] {
+        assert!(text.contains(tier), "{tier} missing:\n{text}");
+    }
+    for op in ["matvec", "matmul"] {
+        assert!(text.contains(op), "{op} missing:\n{text}");
+    }
+    // The firefox row's tier column names its tiers, and only those.
+    let firefox = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("firefox "))
+        .unwrap();
+    let columns: Vec<&str> = firefox
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(columns[..3], ["firefox", "naga", "base, f16"], "{firefox}");
+}
+
+#[test]
+fn emit_help_mentions_its_options() {
+    let out = shadergen(&["emit", "--help"]);
+    assert_status(&out, 0);
+    let text = stdout(&out);
+    for opt in [
+        "--target", "--out", "--ops", "--bits", "--group", "--scheme", "--tier",
+    ] {
+        assert!(text.contains(opt), "{opt} missing:\n{text}");
+    }
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = shadergen(&["--help"]);
+    assert_status(&out, 0);
+    let text = stdout(&out);
+    for cmd in ["emit", "list", "validate"] {
+        assert!(text.contains(cmd), "{cmd} missing:\n{text}");
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests of the `shadergen` binary: each runs the built executable.
+
+mod common;
+mod emit;
+mod errors;
+mod list;
+mod validate;

@@ -1,0 +1,2 @@
+//! runtime's one integration-test binary.
+mod exec;
