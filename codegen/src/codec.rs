@@ -167,7 +167,8 @@ impl Weights {
                     Scheme::Asym => {
                         let m = f16_down(lo);
                         if m.is_infinite() {
-                            return Err(CodecError::F16Overflow { row, col: gi * g, value: lo });
+                            let col = gi * g + vals.iter().position(|&v| v == lo).unwrap_or(0);
+                            return Err(CodecError::F16Overflow { row, col, value: lo });
                         }
                         let s = f16_up((hi - m.to_f32()) / maxq as f32);
                         if s.is_infinite() {

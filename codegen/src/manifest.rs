@@ -83,7 +83,7 @@ impl KernelEntry {
             scheme: spec.format.scheme(),
             bits_per_weight: spec.format.bits_per_weight(),
             tier: spec.profile.tier,
-            features: spec.profile.tier.features(),
+            features: spec.features(),
             wgsl: format!("{}.wgsl", w.name),
             entry_point: w.name.clone(),
             workgroup_size: w.workgroup_size,
@@ -133,41 +133,50 @@ pub fn build(target: Target, specs: &[KernelSpec], mut progress: impl FnMut(usiz
 }
 
 impl Package {
-    /// Writes the package into `dir` (created if missing). All or nothing: on failure the
-    /// files written so far, and `dir` if this call created it, are removed.
+    /// Writes the package into `dir` (created if missing). All or nothing: every file is
+    /// first written under a temporary name; only when all are written are they renamed into
+    /// place. On failure the temporary files, any file this call added, and every folder this
+    /// call created are removed; files that were already there are left as they were (a
+    /// rename replaces a file in one step, so no file is ever half-written).
     pub fn write(&self, dir: &Path) -> Result<(), PackageError> {
         if dir.exists() && !dir.is_dir() {
             return Err(PackageError::NotADir(dir.to_path_buf()));
         }
-        let created = !dir.exists();
         let io = |path: &Path, source| PackageError::Io { path: path.to_path_buf(), source };
+        // The outermost folder this call creates, to remove on failure.
+        let first_created = dir.ancestors().take_while(|a| !a.as_os_str().is_empty() && !a.exists()).last().map(Path::to_path_buf);
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        let mut staged: Vec<PathBuf> = Vec::new();
-        let result = (|| {
-            for (name, contents) in &self.files {
-                let tmp = dir.join(format!(".{name}.partial"));
-                staged.push(tmp.clone());
-                std::fs::write(&tmp, contents).map_err(|e| io(&tmp, e))?;
+        let staged = |name: &str| dir.join(format!(".{name}.partial"));
+        let mut written: Vec<PathBuf> = Vec::new();
+        let mut added: Vec<PathBuf> = Vec::new();
+        let mut result = Ok(());
+        for (name, contents) in &self.files {
+            let tmp = staged(name);
+            if let Err(e) = std::fs::write(&tmp, contents) {
+                result = Err(io(&tmp, e));
+                break;
             }
-            Ok(())
-        })();
-        let result = result.and_then(|()| {
+            written.push(tmp);
+        }
+        if result.is_ok() {
             for (name, _) in &self.files {
-                let tmp = dir.join(format!(".{name}.partial"));
                 let dst = dir.join(name);
-                std::fs::rename(&tmp, &dst).map_err(|e| io(&dst, e))?;
+                let existed = dst.exists();
+                if let Err(e) = std::fs::rename(staged(name), &dst) {
+                    result = Err(io(&dst, e));
+                    break;
+                }
+                if !existed {
+                    added.push(dst);
+                }
             }
-            Ok(())
-        });
+        }
         if result.is_err() {
-            for p in &staged {
+            for p in written.iter().chain(&added) {
                 let _ = std::fs::remove_file(p);
             }
-            for (name, _) in &self.files {
-                let _ = std::fs::remove_file(dir.join(name));
-            }
-            if created {
-                let _ = std::fs::remove_dir_all(dir);
+            if let Some(d) = first_created {
+                let _ = std::fs::remove_dir_all(d);
             }
         }
         result

@@ -261,6 +261,24 @@ impl KernelSpec {
         Ok(out)
     }
 
+    /// Whether the kernel uses subgroup operations: matvec's reduction does on subgroup
+    /// tiers; matmul's tiles need none, so its subgroup-tier variants equal the others.
+    pub fn uses_subgroups(&self) -> bool {
+        self.profile.tier.subgroups() && self.op == Op::Matvec
+    }
+
+    /// WebGPU features (`GPUFeatureName`) a device needs to run this kernel.
+    pub fn features(&self) -> Vec<&'static str> {
+        let mut f = Vec::new();
+        if self.profile.tier.shader_f16() {
+            f.push("shader-f16");
+        }
+        if self.uses_subgroups() {
+            f.push("subgroups");
+        }
+        f
+    }
+
     /// Rows per workgroup along N (matvec) or the N tile (matmul).
     pub fn rows_per_workgroup(&self) -> u32 {
         match self.op {

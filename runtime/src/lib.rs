@@ -157,7 +157,7 @@ impl Gpu {
     pub fn run(&self, spec: &KernelSpec, w: &GpuWeights, x: &[f32], m: usize) -> Result<Vec<f32>, RuntimeError> {
         let name = spec.name();
         let shape = |message: String| RuntimeError::Shape { kernel: name.clone(), message };
-        for feature in spec.profile.tier.features() {
+        for feature in spec.features() {
             let have = match feature {
                 "shader-f16" => self.features.contains(wgpu::Features::SHADER_F16),
                 _ => self.features.contains(wgpu::Features::SUBGROUP),

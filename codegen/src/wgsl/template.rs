@@ -48,7 +48,7 @@ impl Context {
         if tier.shader_f16() {
             directives.push("enable f16;");
         }
-        if tier.subgroups() && dialect == Dialect::Tint {
+        if spec.uses_subgroups() && dialect == Dialect::Tint {
             directives.push("enable subgroups;");
         }
         let (st, vt) = if tier.shader_f16() { ("f16", "vec4<f16>") } else { ("f32", "vec4<f32>") };
@@ -94,7 +94,7 @@ impl Context {
             quant: !f.is_f16(),
             asym: f.has_min(),
             f16: tier.shader_f16(),
-            subgroups: tier.subgroups(),
+            subgroups: spec.uses_subgroups(),
             st,
 
             zero32: format!("{}.0", f.zero_point()),

@@ -1,0 +1,279 @@
+//! The profile table and `KernelSpec` validation: tiers per target, dialects, spec errors
+//! with the allowed values named, shape limits, names and dispatch sizes.
+
+use codegen::profile::{SPEC_DEFAULT_LIMITS, TARGETS};
+use codegen::{Dialect, Format, KernelSpec, Op, Profile, Scheme, SpecError, Target, Tier};
+use proptest::prelude::*;
+use std::collections::BTreeSet;
+
+fn spec(op: Op, bits: u32, group: u32, scheme: Scheme, target: Target, tier: Tier) -> KernelSpec {
+    KernelSpec::new(op, Format::from_bits(bits, group, scheme).unwrap(), target, tier).unwrap()
+}
+
+#[test]
+fn table_has_one_row_per_target_in_order() {
+    assert_eq!(TARGETS.len(), Target::ALL.len());
+    for (row, t) in TARGETS.iter().zip(Target::ALL) {
+        assert_eq!(row.target, t);
+        assert_eq!(t.info().target, t);
+        assert_eq!(t.name().parse::<Target>().unwrap(), t);
+    }
+    let e = "opera".parse::<Target>().unwrap_err();
+    assert!(e.to_string().contains("opera") && e.to_string().contains("generic, chrome, edge, firefox, safari, native"), "{e}");
+}
+
+#[test]
+fn every_target_has_base_first() {
+    for t in Target::ALL {
+        let tiers = t.info().tiers;
+        assert_eq!(tiers.first(), Some(&Tier::Base), "{t}: {tiers:?}");
+        let unique: BTreeSet<_> = tiers.iter().collect();
+        assert_eq!(unique.len(), tiers.len(), "{t}: repeated tier");
+        // Every listed tier builds a profile with the row's facts.
+        for &tier in tiers {
+            let p = Profile::new(t, tier).unwrap();
+            assert_eq!((p.target, p.tier, p.dialect), (t, tier, t.info().dialect));
+            assert_eq!(p.limits, t.info().limits);
+            assert_eq!(Profile::parse_tier(t, tier.name()).unwrap(), tier);
+        }
+    }
+    assert_eq!(Profile::all().len(), Target::ALL.iter().map(|t| t.info().tiers.len()).sum::<usize>());
+}
+
+#[test]
+fn firefox_safari_generic_have_no_subgroups() {
+    for t in [Target::Firefox, Target::Safari, Target::Generic] {
+        let tiers = t.info().tiers;
+        assert!(tiers.iter().all(|tier| !tier.subgroups()), "{t} has a subgroup tier: {tiers:?}");
+        assert_eq!(tiers, &[Tier::Base, Tier::F16], "{t}");
+    }
+    for t in [Target::Chrome, Target::Edge, Target::Native] {
+        assert_eq!(t.info().tiers, &Tier::ALL, "{t}");
+    }
+}
+
+#[test]
+fn chrome_and_edge_share_tint() {
+    let (c, e) = (Target::Chrome.info(), Target::Edge.info());
+    assert_eq!(c.dialect, Dialect::Tint);
+    assert_eq!(e.dialect, Dialect::Tint);
+    assert_eq!(c.tiers, e.tiers);
+    assert_eq!(c.limits, e.limits);
+    assert_eq!((c.simd_width, c.workgroup_multiple), (e.simd_width, e.workgroup_multiple));
+    // Nobody else is Tint; naga reads Firefox and native text.
+    for t in Target::ALL {
+        assert_eq!(t.info().dialect == Dialect::Tint, matches!(t, Target::Chrome | Target::Edge), "{t}");
+    }
+    assert_eq!(Target::Firefox.info().dialect, Dialect::Naga);
+    assert_eq!(Target::Native.info().dialect, Dialect::Naga);
+    assert_eq!(Target::Safari.info().dialect, Dialect::Webkit);
+    assert_eq!(Target::Generic.info().dialect, Dialect::Portable);
+}
+
+#[test]
+fn limits_are_the_spec_defaults() {
+    for t in Target::ALL {
+        assert_eq!(t.info().limits, SPEC_DEFAULT_LIMITS, "{t}");
+    }
+    assert_eq!(SPEC_DEFAULT_LIMITS.storage_binding, 128 << 20);
+    assert_eq!(SPEC_DEFAULT_LIMITS.workgroups_per_dim, 65535);
+}
+
+#[test]
+fn unknown_tier_names_the_allowed_tiers() {
+    for (t, tier) in [(Target::Firefox, Tier::Subgroups), (Target::Safari, Tier::F16Subgroups), (Target::Generic, Tier::Subgroups)] {
+        let e = Profile::new(t, tier).unwrap_err();
+        assert_eq!(
+            e,
+            SpecError::UnknownTier { target: t.name().into(), tier: tier.name().into(), allowed: "base, f16".into() }
+        );
+        let msg = e.to_string();
+        assert!(msg.contains(t.name()) && msg.contains(tier.name()) && msg.contains("base, f16"), "{msg}");
+        assert_eq!(KernelSpec::new(Op::Matvec, Format::f16(), t, tier).unwrap_err(), e);
+    }
+    let e = Profile::parse_tier(Target::Chrome, "turbo").unwrap_err();
+    assert!(e.to_string().contains("turbo") && e.to_string().contains("base, f16, subgroups, f16-subgroups"), "{e}");
+}
+
+#[test]
+fn bad_bits_and_groups_name_the_allowed_values() {
+    for bits in [0, 1, 5, 6, 7, 9, 16, 32] {
+        let e = Format::quant(bits, 32, Scheme::Sym).unwrap_err();
+        assert_eq!(e, SpecError::Bits(bits));
+        let msg = e.to_string();
+        assert!(msg.contains(&format!("`{bits}`")) && msg.contains("2, 3, 4, 8"), "{msg}");
+    }
+    let msg = Format::quant(5, 32, Scheme::Asym).unwrap_err().to_string();
+    assert!(msg.contains('5') && msg.contains("2, 3, 4, 8") && msg.contains("16"), "{msg}");
+    for g in [0, 16, 48, 96, 256] {
+        let e = Format::quant(4, g, Scheme::Sym).unwrap_err();
+        assert_eq!(e, SpecError::GroupSize(g));
+        assert!(e.to_string().contains(&format!("`{g}`")) && e.to_string().contains("32, 64 or 128"), "{e}");
+    }
+    // from_bits: 16 is the f16 baseline whatever the group; other widths are checked.
+    assert_eq!(Format::from_bits(16, 48, Scheme::Asym).unwrap(), Format::f16());
+    assert_eq!(Format::from_bits(5, 32, Scheme::Sym).unwrap_err(), SpecError::Bits(5));
+    assert_eq!(Format::from_bits(4, 48, Scheme::Sym).unwrap_err(), SpecError::GroupSize(48));
+    assert!("int".parse::<Scheme>().unwrap_err().to_string().contains("sym or asym"));
+    assert!("conv".parse::<Op>().unwrap_err().to_string().contains("matvec, matmul"));
+}
+
+#[test]
+fn format_facts() {
+    let f = Format::quant(3, 128, Scheme::Asym).unwrap();
+    assert_eq!((f.bits(), f.group_size(), f.scheme(), f.block_words()), (3, 128, Scheme::Asym, 3));
+    assert_eq!((f.zero_point(), f.max_code(), f.has_min(), f.tag()), (0, 7, true, "q3g128a".to_string()));
+    let f = Format::quant(4, 32, Scheme::Sym).unwrap();
+    assert_eq!((f.zero_point(), f.max_code(), f.has_min(), f.tag()), (8, 15, false, "q4g32s".to_string()));
+    assert_eq!(f.to_string(), "q4g32s");
+    let f = Format::f16();
+    assert!(f.is_f16() && !f.has_min());
+    assert_eq!((f.bits(), f.group_size(), f.block_words(), f.zero_point(), f.tag()), (16, 32, 16, 0, "f16".to_string()));
+}
+
+#[test]
+fn check_shape_rejects_bad_shapes() {
+    let q4 = spec(Op::Matvec, 4, 64, Scheme::Sym, Target::Chrome, Tier::Base);
+    assert_eq!(q4.check_shape(1, 4096, 4096), Ok(()));
+    // K not a multiple of the group (nor zero).
+    let e = q4.check_shape(1, 4096, 4096 + 32).unwrap_err();
+    assert_eq!(e, SpecError::KNotMultiple { k: 4128, group: 64 });
+    assert!(e.to_string().contains("4128") && e.to_string().contains("64"), "{e}");
+    assert_eq!(q4.check_shape(1, 16, 0).unwrap_err(), SpecError::KNotMultiple { k: 0, group: 64 });
+    // Zero dimensions.
+    assert_eq!(q4.check_shape(1, 0, 64).unwrap_err(), SpecError::Zero("N"));
+    assert_eq!(q4.check_shape(0, 16, 64).unwrap_err(), SpecError::Zero("M"));
+    assert!(SpecError::Zero("N").to_string().contains("N must be at least 1"));
+
+    // Weights over the 128 MiB storage binding: 8-bit 16384 x 16384 is 256 MiB.
+    for target in Target::ALL {
+        let q8 = spec(Op::Matvec, 8, 32, Scheme::Asym, target, Tier::Base);
+        let e = q8.check_shape(1, 16384, 16384).unwrap_err();
+        assert_eq!(
+            e,
+            SpecError::OverLimit {
+                what: "weight bytes",
+                value: 256 << 20,
+                limit: 128 << 20,
+                target: target.name().into(),
+                why: "maxStorageBufferBindingSize"
+            }
+        );
+        let msg = e.to_string();
+        assert!(msg.contains("weight bytes = 268435456") && msg.contains(target.name()) && msg.contains("134217728"), "{msg}");
+    }
+    // 4-bit 16384 x 16384 is exactly 128 MiB: allowed. f16 8192 x 8192 also; one more row is not.
+    let q4 = spec(Op::Matvec, 4, 128, Scheme::Sym, Target::Safari, Tier::F16);
+    assert_eq!(q4.check_shape(1, 16384, 16384), Ok(()));
+    assert!(matches!(q4.check_shape(1, 16385, 16384), Err(SpecError::OverLimit { what: "weight bytes", .. })));
+    let f16 = spec(Op::Matmul, 16, 32, Scheme::Sym, Target::Firefox, Tier::Base);
+    assert_eq!(f16.check_shape(64, 8192, 8192), Ok(()));
+    assert!(matches!(f16.check_shape(64, 8193, 8192), Err(SpecError::OverLimit { what: "weight bytes", .. })));
+
+    // Matmul: M and N are limited to one dimension of workgroups x the tile; activations
+    // and outputs to the storage binding.
+    let mm = spec(Op::Matmul, 4, 32, Scheme::Sym, Target::Native, Tier::Base);
+    // 2^20 x 32 activations and 2^20 x 32 outputs are exactly 128 MiB each.
+    assert_eq!(mm.check_shape(1 << 20, 32, 32), Ok(()));
+    assert!(matches!(mm.check_shape((1 << 20) + 1, 32, 32), Err(SpecError::OverLimit { what: "activation bytes", .. })));
+    assert!(matches!(mm.check_shape(65535 * 32 + 1, 32, 32), Err(SpecError::OverLimit { what: "M", .. })));
+    assert!(matches!(mm.check_shape(1, 65535 * 32 + 1, 32), Err(SpecError::OverLimit { what: "N", .. })));
+    assert!(matches!(mm.check_shape(8192, 64, 8192), Err(SpecError::OverLimit { what: "activation bytes", .. })));
+    assert!(matches!(mm.check_shape(8192, 8192, 32), Err(SpecError::OverLimit { what: "output bytes", .. })));
+}
+
+#[test]
+fn names_are_unique_within_each_default_set() {
+    let mut total = 0;
+    for t in Target::ALL {
+        let set = KernelSpec::default_set(t);
+        let names: BTreeSet<String> = set.iter().map(|s| s.name()).collect();
+        assert_eq!(names.len(), set.len(), "{t}: duplicate kernel names");
+        // 2 ops x (4 widths x 3 groups x 2 schemes + the f16 baseline) per tier.
+        assert_eq!(set.len(), t.info().tiers.len() * 2 * (4 * 3 * 2 + 1), "{t}");
+        for s in &set {
+            assert_eq!(s.profile.target, t);
+            let name = s.name();
+            assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{name} is not an identifier");
+            assert!(name.starts_with(s.op.name()) && name.contains(&s.format.tag()), "{name}");
+            assert!(name.ends_with(&s.profile.tier.name().replace('-', "_")), "{name}");
+        }
+        total += set.len();
+    }
+    assert!(total > 0);
+    assert_eq!(spec(Op::Matvec, 4, 32, Scheme::Sym, Target::Chrome, Tier::F16Subgroups).name(), "matvec_q4g32s_f16_subgroups");
+    assert_eq!(spec(Op::Matmul, 16, 32, Scheme::Sym, Target::Safari, Tier::Base).name(), "matmul_f16_base");
+}
+
+#[test]
+fn default_sets_are_stable() {
+    for t in Target::ALL {
+        assert_eq!(KernelSpec::default_set(t), KernelSpec::default_set(t));
+    }
+}
+
+/// Checks that the matvec dispatch covers rows 0..n exactly as the kernel indexes them:
+/// workgroup (x, y) owns rows `(y·X + x)·ROWS ..` where X is the dispatched x count.
+fn check_matvec_cover(s: &KernelSpec, n: u32) {
+    let [x, y, z] = s.workgroups(1, n);
+    let max = s.profile.limits.workgroups_per_dim;
+    let rows = s.tuning.rows_per_workgroup as u64;
+    assert!(x >= 1 && y >= 1 && z == 1, "N = {n}: {x} x {y} x {z}");
+    assert!(x <= max && y <= max, "N = {n}: {x} x {y} over {max} per dimension");
+    let wgs = x as u64 * y as u64;
+    // The last workgroup's first row is in reach, and every row is owned.
+    assert!(wgs * rows >= n as u64, "N = {n}: {x} x {y} workgroups of {rows} rows");
+    // No row of the last y-slice is wasted beyond one slice of X workgroups.
+    assert!((wgs - x as u64) * rows < n as u64, "N = {n}: {x} x {y} dispatches a whole slice too many");
+}
+
+#[test]
+fn matvec_workgroups_fold_into_two_dimensions() {
+    let s = spec(Op::Matvec, 4, 32, Scheme::Sym, Target::Generic, Tier::Base);
+    assert_eq!(s.tuning.rows_per_workgroup, 4);
+    assert_eq!(s.workgroups(1, 1), [1, 1, 1]);
+    assert_eq!(s.workgroups(1, 4096), [1024, 1, 1]);
+    assert_eq!(s.workgroups(1, 4097), [1025, 1, 1]);
+    assert_eq!(s.workgroups(1, 65535 * 4), [65535, 1, 1]);
+    assert_eq!(s.workgroups(1, 65535 * 4 + 1), [65535, 2, 1]);
+    // N larger than 65535 * 4: fold over y.
+    let n = 65535 * 4 * 3 + 5;
+    assert_eq!(s.workgroups(1, n), [65535, 4, 1]);
+    for n in [1, 3, 4, 5, 65535 * 4 - 1, 65535 * 4, 65535 * 4 + 1, 65535 * 4 * 3 + 5, 1 << 20, 1 << 30, u32::MAX] {
+        check_matvec_cover(&s, n);
+    }
+    assert_eq!(s.dispatch().workgroups, ["min(ceil(N / 4), 65535)".to_string(), "ceil(ceil(N / 4) / 65535)".into(), "1".into()]);
+}
+
+#[test]
+fn matmul_workgroups_tile_m_and_n() {
+    let s = spec(Op::Matmul, 8, 128, Scheme::Asym, Target::Edge, Tier::F16);
+    assert_eq!((s.tuning.tile_m, s.tuning.tile_n), (32, 32));
+    assert_eq!(s.workgroups(1, 1), [1, 1, 1]);
+    assert_eq!(s.workgroups(64, 4096), [128, 2, 1]);
+    assert_eq!(s.workgroups(65, 4097), [129, 3, 1]);
+    assert_eq!(s.workgroups(65535 * 32, 65535 * 32), [65535, 65535, 1]);
+    assert_eq!(s.dispatch().workgroups, ["ceil(N / 32)".to_string(), "ceil(M / 32)".into(), "1".into()]);
+    assert_eq!(s.rows_per_workgroup(), 32);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn matvec_workgroups_cover_n(n in 1u32..=u32::MAX) {
+        for t in Target::ALL {
+            check_matvec_cover(&spec(Op::Matvec, 2, 32, Scheme::Asym, t, Tier::Base), n);
+        }
+    }
+
+    #[test]
+    fn matmul_workgroups_cover_m_n(m in 1u32..=65535 * 32, n in 1u32..=65535 * 32) {
+        let s = spec(Op::Matmul, 3, 64, Scheme::Sym, Target::Chrome, Tier::Subgroups);
+        let [x, y, z] = s.workgroups(m, n);
+        prop_assert_eq!(z, 1);
+        prop_assert!(x <= 65535 && y <= 65535);
+        prop_assert!(x as u64 * 32 >= n as u64 && (x as u64 - 1) * 32 < n as u64);
+        prop_assert!(y as u64 * 32 >= m as u64 && (y as u64 - 1) * 32 < m as u64);
+    }
+}
