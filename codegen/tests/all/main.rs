@@ -2,5 +2,6 @@
 mod codec;
 mod decode;
 mod emit;
+mod format_doc;
 mod golden;
 mod spec;
