@@ -373,30 +373,10 @@ fn emit(args: &EmitArgs) -> Result<(), CliError> {
     ))
 }
 
-/// A short human description of each target (the profile table holds the facts).
-fn describe(target: Target) -> &'static str {
-    match target {
-        Target::Generic => "any WebGPU implementation: spec-default limits, no subgroups",
-        Target::Chrome => "Chrome (Dawn + Tint); subgroup tiers need Chrome 144+",
-        Target::Edge => "Edge (Chromium: Dawn + Tint, as Chrome)",
-        Target::Firefox => "Firefox (wgpu + naga); no subgroups",
-        Target::Safari => "Safari 26+ (WebKit's WGSL compiler to Metal); no subgroups",
-        Target::Native => "wgpu outside a browser (Vulkan, Metal, DX12)",
-    }
-}
-
 fn describe_op(op: Op) -> &'static str {
     match op {
         Op::Matvec => "decode: y[N] = W[N x K] . x[K]",
         Op::Matmul => "prefill: Y[M x N] = X[M x K] . W[N x K]^T",
-    }
-}
-
-/// The name a dialect has in manifests (its serde name).
-fn dialect_name(dialect: codegen::Dialect) -> String {
-    match serde_json::to_value(dialect) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => format!("{dialect:?}").to_lowercase(),
     }
 }
 
@@ -445,9 +425,9 @@ fn list() -> Result<(), CliError> {
         let info = t.info();
         vec![
             t.name().into(),
-            dialect_name(info.dialect),
+            info.dialect.name().into(),
             join(info.tiers.iter().map(|t| t.name())),
-            describe(t).into(),
+            t.info().description.into(),
         ]
     }));
     table(&mut out, "Targets:", &rows);

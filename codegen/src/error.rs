@@ -120,7 +120,7 @@ pub enum WgslError {
         source: askama::Error,
     },
     /// naga rejected the text; `report` shows the offending line.
-    #[error("kernel `{kernel}`: naga {stage} failed:\n{report}")]
+    #[error("`{kernel}`: naga {stage} failed:\n{report}")]
     Naga {
         /// Kernel name (or file name for `validate`).
         kernel: String,

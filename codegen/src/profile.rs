@@ -154,6 +154,18 @@ pub enum Dialect {
     Portable,
 }
 
+impl Dialect {
+    /// The name used in manifests and by `shadergen list`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Tint => "tint",
+            Dialect::Naga => "naga",
+            Dialect::Webkit => "webkit",
+            Dialect::Portable => "portable",
+        }
+    }
+}
+
 /// Limits a target may assume without requesting more from the adapter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Limits {
@@ -196,6 +208,8 @@ pub struct TargetInfo {
     pub simd_width: u32,
     /// Workgroup sizes must be a multiple of this (Metal's SIMD-group width on Safari).
     pub workgroup_multiple: u32,
+    /// One line for people (`shadergen list`).
+    pub description: &'static str,
     /// Where the facts come from.
     pub source: &'static str,
 }
@@ -210,6 +224,7 @@ const CHROMIUM: TargetInfo = TargetInfo {
     limits: SPEC_DEFAULT_LIMITS,
     simd_width: 32,
     workgroup_multiple: 1,
+    description: "Chrome (Dawn + Tint); subgroup tiers need Chrome 144+",
     source: "browsers.toml [chrome]: shader_f16 desktop 120; subgroups 134; subgroup_id 144 \
              (the subgroup tiers use subgroup_id, so they need Chrome 144+)",
 };
@@ -224,10 +239,11 @@ pub const TARGETS: [TargetInfo; 6] = [
         limits: SPEC_DEFAULT_LIMITS,
         simd_width: 32,
         workgroup_multiple: 32,
+        description: "any WebGPU implementation: spec-default limits, no subgroups",
         source: "browsers.toml [spec_defaults].core",
     },
     CHROMIUM,
-    TargetInfo { target: Target::Edge, ..CHROMIUM },
+    TargetInfo { target: Target::Edge, description: "Edge (Chromium: Dawn + Tint, as Chrome)", ..CHROMIUM },
     TargetInfo {
         target: Target::Firefox,
         dialect: Dialect::Naga,
@@ -237,6 +253,7 @@ pub const TARGETS: [TargetInfo; 6] = [
         limits: SPEC_DEFAULT_LIMITS,
         simd_width: 32,
         workgroup_multiple: 1,
+        description: "Firefox (wgpu + naga); no subgroups",
         source: "browsers.toml [firefox], [observed.firefox_esr_153_headless]",
     },
     TargetInfo {
@@ -249,6 +266,7 @@ pub const TARGETS: [TargetInfo; 6] = [
         limits: SPEC_DEFAULT_LIMITS,
         simd_width: 32,
         workgroup_multiple: 32,
+        description: "Safari 26+ (WebKit's WGSL compiler to Metal); no subgroups",
         source: "browsers.toml [safari]: shader_f16 26, simd_width 32, limits_apple4_5; \
                  known bug: override-sized var<workgroup> arrays (all sizes are literals)",
     },
@@ -259,6 +277,7 @@ pub const TARGETS: [TargetInfo; 6] = [
         limits: SPEC_DEFAULT_LIMITS,
         simd_width: 32,
         workgroup_multiple: 1,
+        description: "wgpu outside a browser (Vulkan, Metal, DX12)",
         source: "wgpu 30 + naga 30: SHADER_F16 and SUBGROUP features, spec-default limits",
     },
 ];

@@ -138,6 +138,16 @@ pub fn emit(spec: &KernelSpec) -> Result<Wgsl, WgslError> {
     let module = validate(&name, &naga_text, spec.profile.tier)?;
     cross_compile(&name, &module, spec.profile.tier)?;
     let t = &spec.tuning;
+    let multiple = spec.profile.workgroup_multiple;
+    if t.workgroup_size % multiple != 0 || t.workgroup_size > spec.profile.limits.invocations {
+        return Err(WgslError::Spec(crate::error::SpecError::OverLimit {
+            what: "workgroup size",
+            value: t.workgroup_size as u64,
+            limit: spec.profile.limits.invocations as u64,
+            target: spec.profile.target.name().into(),
+            why: if t.workgroup_size % multiple != 0 { "must be a multiple of the SIMD-group width" } else { "maxComputeInvocationsPerWorkgroup" },
+        }));
+    }
     let workgroup_bytes = template::workgroup_bytes(spec);
     if workgroup_bytes > spec.profile.limits.workgroup_storage {
         return Err(WgslError::Spec(crate::error::SpecError::OverLimit {
@@ -177,10 +187,10 @@ fn capabilities(tier: Tier) -> naga::valid::Capabilities {
 }
 
 /// Parses and validates naga-dialect WGSL with a tier's capabilities. Errors carry naga's
-/// report, which quotes the offending source line.
+/// report, which quotes the offending source line under `name` (a kernel or file name).
 pub fn validate(name: &str, text: &str, tier: Tier) -> Result<naga::Module, WgslError> {
     let module = naga::front::wgsl::parse_str(text)
-        .map_err(|e| WgslError::Naga { kernel: name.into(), stage: "parse", report: e.emit_to_string(text) })?;
+        .map_err(|e| WgslError::Naga { kernel: name.into(), stage: "parse", report: e.emit_to_string_with_path(text, name) })?;
     let mut validator = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities(tier));
     if tier.subgroups() {
         validator.subgroup_stages(naga::valid::ShaderStages::COMPUTE);
@@ -188,7 +198,7 @@ pub fn validate(name: &str, text: &str, tier: Tier) -> Result<naga::Module, Wgsl
     }
     validator
         .validate(&module)
-        .map_err(|e| WgslError::Naga { kernel: name.into(), stage: "validation", report: e.emit_to_string(text) })?;
+        .map_err(|e| WgslError::Naga { kernel: name.into(), stage: "validation", report: e.emit_to_string_with_path(text, name) })?;
     Ok(module)
 }
 
