@@ -75,7 +75,7 @@ fn distinct_kernels() -> BTreeMap<(String, String), Vec<KernelSpec>> {
 }
 
 #[test]
-fn every_kernel_matches_the_reference_on_lavapipe() {
+fn every_kernel_matches_the_reference_on_wgpu() {
     let Some(gpu) = gpu() else { return };
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     let mut rng = Rng(0x5ead_e75e_ed00_0001);
