@@ -6,9 +6,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use codegen::manifest::{self, Package};
-use codegen::{
-    Format, KernelSpec, Op, PackageError, Profile, Scheme, SpecError, Target, Tier, WgslError,
-};
+use codegen::{Format, KernelSpec, Op, PackageError, Profile, Scheme, SpecError, Target, Tier, WgslError};
 use std::error::Error;
 use std::fmt;
 use std::io::{self, Write};
@@ -108,10 +106,7 @@ enum CliError {
     /// An input file could not be read.
     Read { path: PathBuf, source: io::Error },
     /// A WGSL text failed naga validation or cross-compilation; `hint` says what may fix it.
-    Invalid {
-        error: WgslError,
-        hint: Option<String>,
-    },
+    Invalid { error: WgslError, hint: Option<String> },
     /// Standard output could not be written.
     Stdout(io::Error),
 }
@@ -121,10 +116,7 @@ impl CliError {
         match self {
             CliError::Spec(_) => EXIT_USAGE,
             CliError::Invalid { .. } | CliError::Package(PackageError::Wgsl(_)) => EXIT_INVALID,
-            CliError::OutDir { .. }
-            | CliError::Package(_)
-            | CliError::Read { .. }
-            | CliError::Stdout(_) => EXIT_IO,
+            CliError::OutDir { .. } | CliError::Package(_) | CliError::Read { .. } | CliError::Stdout(_) => EXIT_IO,
         }
     }
 }
@@ -134,12 +126,7 @@ impl fmt::Display for CliError {
         match self {
             CliError::Spec(e) => fmt::Display::fmt(e, f),
             CliError::OutDir { dir, blocker } => {
-                write!(
-                    f,
-                    "cannot write `{}`: `{}` is not a folder",
-                    dir.display(),
-                    blocker.display()
-                )
+                write!(f, "cannot write `{}`: `{}` is not a folder", dir.display(), blocker.display())
             }
             CliError::Package(e) => fmt::Display::fmt(e, f),
             CliError::Read { path, .. } => write!(f, "cannot read `{}`", path.display()),
@@ -199,10 +186,7 @@ fn main() -> ExitCode {
             // stderr may be closed: nothing more can be said then, the status still tells.
             let mut stderr = io::stderr().lock();
             let _ = writeln!(stderr, "error: {}", report(&e));
-            if let CliError::Invalid {
-                hint: Some(hint), ..
-            } = &e
-            {
+            if let CliError::Invalid { hint: Some(hint), .. } = &e {
                 let _ = writeln!(stderr, "hint: {hint}");
             }
             ExitCode::from(e.exit_code())
@@ -247,53 +231,30 @@ fn select(args: &EmitArgs) -> Result<Selection, SpecError> {
     let ops: Vec<Op> = if args.ops.is_empty() {
         Op::ALL.to_vec()
     } else {
-        args.ops
-            .iter()
-            .map(|s| s.parse())
-            .collect::<Result<_, _>>()?
+        args.ops.iter().map(|s| s.parse()).collect::<Result<_, _>>()?
     };
-    let bits: Vec<u32> = if args.bits.is_empty() {
-        Format::QUANT_BITS.iter().copied().chain([16]).collect()
-    } else {
-        args.bits.clone()
-    };
+    let bits: Vec<u32> =
+        if args.bits.is_empty() { Format::QUANT_BITS.iter().copied().chain([16]).collect() } else { args.bits.clone() };
     // Each value is checked on its own, so a bad group is reported even when only the f16
     // baseline (which ignores groups and schemes) is selected.
     for &b in &bits {
         Format::from_bits(b, Format::GROUP_SIZES[0], Scheme::Sym)?;
     }
-    let groups: Vec<u32> = if args.group.is_empty() {
-        Format::GROUP_SIZES.to_vec()
-    } else {
-        args.group.clone()
-    };
+    let groups: Vec<u32> = if args.group.is_empty() { Format::GROUP_SIZES.to_vec() } else { args.group.clone() };
     for &g in &groups {
         Format::quant(Format::QUANT_BITS[0], g, Scheme::Sym)?;
     }
     let schemes: Vec<Scheme> = if args.scheme.is_empty() {
         Scheme::ALL.to_vec()
     } else {
-        args.scheme
-            .iter()
-            .map(|s| s.parse())
-            .collect::<Result<_, _>>()?
+        args.scheme.iter().map(|s| s.parse()).collect::<Result<_, _>>()?
     };
     let tiers: Vec<Tier> = if args.tier.is_empty() {
         target.info().tiers.to_vec()
     } else {
-        args.tier
-            .iter()
-            .map(|t| Profile::parse_tier(target, t))
-            .collect::<Result<_, _>>()?
+        args.tier.iter().map(|t| Profile::parse_tier(target, t)).collect::<Result<_, _>>()?
     };
-    let specs = KernelSpec::select(
-        target,
-        &dedup(ops),
-        &dedup(bits),
-        &dedup(groups),
-        &dedup(schemes),
-        &dedup(tiers),
-    )?;
+    let specs = KernelSpec::select(target, &dedup(ops), &dedup(bits), &dedup(groups), &dedup(schemes), &dedup(tiers))?;
     Ok(Selection { target, specs })
 }
 
@@ -311,10 +272,7 @@ fn check_out_dir(dir: &Path) -> Result<(), CliError> {
         match std::fs::metadata(ancestor) {
             Ok(m) if m.is_dir() => break,
             Ok(_) => {
-                return Err(CliError::OutDir {
-                    dir: dir.to_path_buf(),
-                    blocker: ancestor.to_path_buf(),
-                });
+                return Err(CliError::OutDir { dir: dir.to_path_buf(), blocker: ancestor.to_path_buf() });
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(_) => break,
@@ -381,24 +339,14 @@ fn describe_op(op: Op) -> &'static str {
 }
 
 fn join<T: fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
-    items
-        .into_iter()
-        .map(|i| i.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    items.into_iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// Lays `rows` out in columns two spaces apart, under a title; the last column is not padded.
 fn table(out: &mut String, title: &str, rows: &[Vec<String>]) {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|s| s.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
+        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
         .collect();
     out.push_str(title);
     out.push('\n');
@@ -435,42 +383,21 @@ fn list() -> Result<(), CliError> {
     let mut rows = vec![header(&["TIER", "FEATURES", "TOLERANCE"])];
     rows.extend(Tier::ALL.iter().map(|&t| {
         let features = t.features();
-        let features = if features.is_empty() {
-            "(core WebGPU only)".into()
-        } else {
-            join(features)
-        };
-        vec![
-            t.name().into(),
-            features,
-            format!("{:e} relative", t.tolerance()),
-        ]
+        let features = if features.is_empty() { "(core WebGPU only)".into() } else { join(features) };
+        vec![t.name().into(), features, format!("{:e} relative", t.tolerance())]
     }));
     out.push('\n');
     table(&mut out, "Tiers:", &rows);
 
     let mut rows = vec![header(&["OP", "COMPUTES"])];
-    rows.extend(
-        Op::ALL
-            .iter()
-            .map(|&op| vec![op.name().into(), describe_op(op).into()]),
-    );
+    rows.extend(Op::ALL.iter().map(|&op| vec![op.name().into(), describe_op(op).into()]));
     out.push('\n');
     table(&mut out, "Ops:", &rows);
 
     let rows = vec![
-        vec![
-            "--bits".into(),
-            format!(
-                "{}, 16 (the unquantized f16 baseline)",
-                join(Format::QUANT_BITS)
-            ),
-        ],
+        vec!["--bits".into(), format!("{}, 16 (the unquantized f16 baseline)", join(Format::QUANT_BITS))],
         vec!["--group".into(), join(Format::GROUP_SIZES)],
-        vec![
-            "--scheme".into(),
-            join(Scheme::ALL.iter().map(|s| s.name())),
-        ],
+        vec!["--scheme".into(), join(Scheme::ALL.iter().map(|s| s.name()))],
     ];
     out.push('\n');
     table(&mut out, "Formats:", &rows);
@@ -479,28 +406,17 @@ fn list() -> Result<(), CliError> {
 
 fn validate(args: &ValidateArgs) -> Result<(), CliError> {
     let target: Target = args.target.parse()?;
-    let text = std::fs::read_to_string(&args.file).map_err(|source| CliError::Read {
-        path: args.file.clone(),
-        source,
-    })?;
+    let text =
+        std::fs::read_to_string(&args.file).map_err(|source| CliError::Read { path: args.file.clone(), source })?;
     let name = args.file.display().to_string();
     codegen::wgsl::validate_for_target(&name, &text, target).map_err(|error| {
         // Kernels emitted for Tint (chrome, edge) enable subgroups with a directive naga rejects.
         let is_tint = |t: Target| t.info().dialect == codegen::Dialect::Tint;
-        let tint: Vec<&str> = Target::ALL
-            .into_iter()
-            .filter(|&t| is_tint(t))
-            .map(Target::name)
-            .collect();
-        let hint = (!is_tint(target)
-            && !tint.is_empty()
-            && text.lines().any(|l| l.trim() == "enable subgroups;"))
-        .then(|| {
-            format!(
-                "`enable subgroups;` is Tint's dialect: validate with --target {}",
-                tint.join(" or --target ")
-            )
-        });
+        let tint: Vec<&str> = Target::ALL.into_iter().filter(|&t| is_tint(t)).map(Target::name).collect();
+        let hint = (!is_tint(target) && !tint.is_empty() && text.lines().any(|l| l.trim() == "enable subgroups;"))
+            .then(|| {
+                format!("`enable subgroups;` is Tint's dialect: validate with --target {}", tint.join(" or --target "))
+            });
         CliError::Invalid { error, hint }
     })?;
     print(&format!("{name}: ok (naga {target}, MSL/HLSL/SPIR-V)\n"))
@@ -518,17 +434,8 @@ mod tests {
 
     #[test]
     fn report_shows_each_cause_once() {
-        let err = CliError::Read {
-            path: "x.wgsl".into(),
-            source: io::Error::from(io::ErrorKind::NotFound),
-        };
-        assert_eq!(
-            report(&err),
-            format!(
-                "cannot read `x.wgsl`: {}",
-                io::Error::from(io::ErrorKind::NotFound)
-            )
-        );
+        let err = CliError::Read { path: "x.wgsl".into(), source: io::Error::from(io::ErrorKind::NotFound) };
+        assert_eq!(report(&err), format!("cannot read `x.wgsl`: {}", io::Error::from(io::ErrorKind::NotFound)));
         let err = CliError::Package(PackageError::Io {
             path: "out".into(),
             source: io::Error::from(io::ErrorKind::NotFound),

@@ -62,10 +62,7 @@ pub fn unpack_block(bits: u32, words: &[u32]) -> [u8; 32] {
 
 /// Packs f16 bit patterns two per u32 (element 2i in the low half), padding with zero.
 pub fn pack_halves(halves: &[u16]) -> Vec<u32> {
-    halves
-        .chunks(2)
-        .map(|c| c[0] as u32 | (c.get(1).copied().unwrap_or(0) as u32) << 16)
-        .collect()
+    halves.chunks(2).map(|c| c[0] as u32 | (c.get(1).copied().unwrap_or(0) as u32) << 16).collect()
 }
 
 /// The f16 bit pattern at element `i` of a [`pack_halves`] array.
@@ -103,11 +100,23 @@ fn f16_down(v: f32) -> f16 {
 }
 
 fn next_up_bits(b: u16) -> u16 {
-    if b == 0x8000 { 1 } else if b & 0x8000 != 0 { b - 1 } else { b + 1 }
+    if b == 0x8000 {
+        1
+    } else if b & 0x8000 != 0 {
+        b - 1
+    } else {
+        b + 1
+    }
 }
 
 fn next_down_bits(b: u16) -> u16 {
-    if b == 0 { 0x8001 } else if b & 0x8000 != 0 { b + 1 } else { b - 1 }
+    if b == 0 {
+        0x8001
+    } else if b & 0x8000 != 0 {
+        b + 1
+    } else {
+        b - 1
+    }
 }
 
 impl Weights {
@@ -228,7 +237,11 @@ impl Weights {
 
     /// The f16 min of `[row, group]`, as f32; 0 for symmetric formats.
     pub fn min(&self, row: usize, group: usize) -> f32 {
-        if self.format.has_min() { f16::from_bits(half_at(&self.mins, row * self.groups() + group)).to_f32() } else { 0.0 }
+        if self.format.has_min() {
+            f16::from_bits(half_at(&self.mins, row * self.groups() + group)).to_f32()
+        } else {
+            0.0
+        }
     }
 
     /// Groups per row.

@@ -108,7 +108,11 @@ pub struct Package {
 
 /// Emits and validates every kernel of `specs` (all for `target`). `progress` is called
 /// after each kernel with (done, total, name).
-pub fn build(target: Target, specs: &[KernelSpec], mut progress: impl FnMut(usize, usize, &str)) -> Result<Package, PackageError> {
+pub fn build(
+    target: Target,
+    specs: &[KernelSpec],
+    mut progress: impl FnMut(usize, usize, &str),
+) -> Result<Package, PackageError> {
     let mut kernels = Vec::with_capacity(specs.len());
     let mut files = Vec::with_capacity(specs.len() + 1);
     for (i, spec) in specs.iter().enumerate() {
@@ -144,7 +148,8 @@ impl Package {
         }
         let io = |path: &Path, source| PackageError::Io { path: path.to_path_buf(), source };
         // The outermost folder this call creates, to remove on failure.
-        let first_created = dir.ancestors().take_while(|a| !a.as_os_str().is_empty() && !a.exists()).last().map(Path::to_path_buf);
+        let first_created =
+            dir.ancestors().take_while(|a| !a.as_os_str().is_empty() && !a.exists()).last().map(Path::to_path_buf);
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         let staged = |name: &str| dir.join(format!(".{name}.partial"));
         let mut written: Vec<PathBuf> = Vec::new();

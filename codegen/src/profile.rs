@@ -29,14 +29,8 @@ pub enum Target {
 
 impl Target {
     /// Every target, in table order.
-    pub const ALL: [Target; 6] = [
-        Target::Generic,
-        Target::Chrome,
-        Target::Edge,
-        Target::Firefox,
-        Target::Safari,
-        Target::Native,
-    ];
+    pub const ALL: [Target; 6] =
+        [Target::Generic, Target::Chrome, Target::Edge, Target::Firefox, Target::Safari, Target::Native];
 
     /// The lowercase name used on the command line and in manifests.
     pub fn name(self) -> &'static str {
@@ -52,20 +46,14 @@ impl Target {
 
     /// This target's row of [`TARGETS`].
     pub fn info(self) -> &'static TargetInfo {
-        TARGETS
-            .iter()
-            .find(|t| t.target == self)
-            .expect("every Target has a row in TARGETS")
+        TARGETS.iter().find(|t| t.target == self).expect("every Target has a row in TARGETS")
     }
 }
 
 impl std::str::FromStr for Target {
     type Err = SpecError;
     fn from_str(s: &str) -> Result<Self, SpecError> {
-        Target::ALL
-            .into_iter()
-            .find(|t| t.name() == s)
-            .ok_or_else(|| SpecError::UnknownTarget(s.to_string()))
+        Target::ALL.into_iter().find(|t| t.name() == s).ok_or_else(|| SpecError::UnknownTarget(s.to_string()))
     }
 }
 

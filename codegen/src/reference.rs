@@ -35,7 +35,11 @@ pub struct Mismatch {
 
 impl std::fmt::Display for Mismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "output[{}] = {} but the reference is {} (allowed error {:e})", self.index, self.got, self.want, self.allowed)
+        write!(
+            f,
+            "output[{}] = {} but the reference is {} (allowed error {:e})",
+            self.index, self.got, self.want, self.allowed
+        )
     }
 }
 
@@ -43,11 +47,18 @@ impl Check {
     /// Compares engine output with the reference at relative `tolerance`.
     pub fn compare(&self, got: &[f32], tolerance: f64) -> Result<(), Mismatch> {
         if got.len() != self.want.len() {
-            return Err(Mismatch { index: got.len().min(self.want.len()), got: f32::NAN, want: f64::NAN, allowed: 0.0 });
+            return Err(Mismatch {
+                index: got.len().min(self.want.len()),
+                got: f32::NAN,
+                want: f64::NAN,
+                allowed: 0.0,
+            });
         }
         for (i, (&g, (&w, &m))) in got.iter().zip(self.want.iter().zip(&self.magnitude)).enumerate() {
             let allowed = tolerance * m + f32::MIN_POSITIVE as f64;
-            if !((g as f64 - w).abs() <= allowed) {
+            // NaN compares false, so a NaN output fails too.
+            let within = (g as f64 - w).abs() <= allowed;
+            if !within {
                 return Err(Mismatch { index: i, got: g, want: w, allowed });
             }
         }

@@ -149,7 +149,7 @@ impl Format {
     }
     /// Checks that `k` is a positive multiple of the group size.
     pub fn check_k(self, k: u64) -> Result<(), SpecError> {
-        if k == 0 || k % self.group_size as u64 != 0 {
+        if k == 0 || !k.is_multiple_of(self.group_size as u64) {
             return Err(SpecError::KNotMultiple { k, group: self.group_size });
         }
         Ok(())
@@ -309,7 +309,12 @@ impl KernelSpec {
         let wpd = lim.workgroups_per_dim as u64;
         match self.op {
             // Matvec folds its workgroup index over x and y, so N may reach wpd² rows.
-            Op::Matvec => over("N", n, wpd * wpd * self.tuning.rows_per_workgroup as u64, "maxComputeWorkgroupsPerDimension squared x rows per workgroup")?,
+            Op::Matvec => over(
+                "N",
+                n,
+                wpd * wpd * self.tuning.rows_per_workgroup as u64,
+                "maxComputeWorkgroupsPerDimension squared x rows per workgroup",
+            )?,
             Op::Matmul => {
                 over("N", n, wpd * self.tuning.tile_n as u64, "maxComputeWorkgroupsPerDimension x tile")?;
                 over("M", m, wpd * self.tuning.tile_m as u64, "maxComputeWorkgroupsPerDimension x tile")?;

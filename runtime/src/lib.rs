@@ -137,7 +137,10 @@ impl Gpu {
         }
         let text = wgsl::emit(spec)?.naga_text;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(&name), source: wgpu::ShaderSource::Wgsl(text.into()) });
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(&name),
+            source: wgpu::ShaderSource::Wgsl(text.into()),
+        });
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&name),
             layout: None,
@@ -180,11 +183,29 @@ impl Gpu {
 
         let d = &self.device;
         let params = [m as u32, w.n as u32, w.k as u32, 0];
-        let params = d.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("params"), contents: as_bytes(&params), usage: wgpu::BufferUsages::UNIFORM });
-        let xb = d.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("x"), contents: as_bytes(x), usage: wgpu::BufferUsages::STORAGE });
+        let params = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("params"),
+            contents: as_bytes(&params),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let xb = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("x"),
+            contents: as_bytes(x),
+            usage: wgpu::BufferUsages::STORAGE,
+        });
         let out_bytes = (m * w.n * 4) as u64;
-        let yb = d.create_buffer(&wgpu::BufferDescriptor { label: Some("y"), size: out_bytes, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC, mapped_at_creation: false });
-        let read = d.create_buffer(&wgpu::BufferDescriptor { label: Some("readback"), size: out_bytes, usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
+        let yb = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("y"),
+            size: out_bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let read = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: out_bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
 
         let mut entries = Vec::new();
         for b in wgsl::bindings(spec) {
@@ -199,10 +220,15 @@ impl Gpu {
             entries.push(wgpu::BindGroupEntry { binding: b.binding, resource: buffer.as_entire_binding() });
         }
         let scope = d.push_error_scope(wgpu::ErrorFilter::Validation);
-        let bind = d.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(&name), layout: &pipeline.get_bind_group_layout(0), entries: &entries });
+        let bind = d.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(&name),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
         let mut enc = d.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&name) });
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(&name), timestamp_writes: None });
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(&name), timestamp_writes: None });
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind, &[]);
             let [gx, gy, gz] = spec.workgroups(m as u32, w.n as u32);
@@ -215,8 +241,11 @@ impl Gpu {
         }
         let slice = read.slice(..);
         slice.map_async(wgpu::MapMode::Read, |_| {});
-        d.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| RuntimeError::Wgpu { kernel: name.clone(), message: e.to_string() })?;
-        let bytes = slice.get_mapped_range().map_err(|e| RuntimeError::Wgpu { kernel: name.clone(), message: e.to_string() })?;
+        d.poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| RuntimeError::Wgpu { kernel: name.clone(), message: e.to_string() })?;
+        let bytes = slice
+            .get_mapped_range()
+            .map_err(|e| RuntimeError::Wgpu { kernel: name.clone(), message: e.to_string() })?;
         let y = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         Ok(y)
     }

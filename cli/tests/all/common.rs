@@ -5,10 +5,7 @@ use std::process::{Command, Output};
 
 /// Runs `shadergen` with `args`.
 pub fn shadergen<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shadergen"))
-        .args(args)
-        .output()
-        .expect("the shadergen binary runs")
+    Command::new(env!("CARGO_BIN_EXE_shadergen")).args(args).output().expect("the shadergen binary runs")
 }
 
 /// The captured stdout, as text.
@@ -42,8 +39,7 @@ pub struct Scratch {
 impl Scratch {
     /// A fresh folder named after the process and the test.
     pub fn new(test: &str) -> Scratch {
-        let root =
-            std::env::temp_dir().join(format!("shadergen-cli-{}-{test}", std::process::id()));
+        let root = std::env::temp_dir().join(format!("shadergen-cli-{}-{test}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).expect("create the scratch folder");
         Scratch { root }
@@ -70,12 +66,7 @@ impl Drop for Scratch {
 pub fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
-        .map(|e| {
-            e.expect("a folder entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
+        .map(|e| e.expect("a folder entry").file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
     names

@@ -24,37 +24,24 @@ const KERNEL_KEYS: [&str; 12] = [
 /// kernel, that every listed file exists and that no other .wgsl file is there. Returns
 /// the kernels.
 fn check_package(dir: &Path, target: &str) -> Vec<Value> {
-    let text =
-        std::fs::read_to_string(dir.join("manifest.json")).expect("manifest.json is written");
+    let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest.json is written");
     let manifest: Value = serde_json::from_str(&text).expect("manifest.json is JSON");
     assert_eq!(manifest["target"], target);
-    let kernels = manifest["kernels"]
-        .as_array()
-        .expect("`kernels` is an array")
-        .clone();
+    let kernels = manifest["kernels"].as_array().expect("`kernels` is an array").clone();
     assert!(!kernels.is_empty());
     for k in &kernels {
         for key in KERNEL_KEYS {
             assert!(k.get(key).is_some(), "kernel {} has no `{key}`", k["name"]);
         }
         let file = k["wgsl"].as_str().expect("`wgsl` is a string");
-        let wgsl =
-            std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
-        let entry = k["entry_point"]
-            .as_str()
-            .expect("`entry_point` is a string");
-        assert!(
-            wgsl.contains(&format!("fn {entry}(")),
-            "{file} has no entry point {entry}"
-        );
+        let wgsl = std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let entry = k["entry_point"].as_str().expect("`entry_point` is a string");
+        assert!(wgsl.contains(&format!("fn {entry}(")), "{file} has no entry point {entry}");
     }
     let names = entries(dir);
     let wgsl_files = names.iter().filter(|n| n.ends_with(".wgsl")).count();
     assert_eq!(wgsl_files, kernels.len(), "files: {names:?}");
-    assert!(
-        !names.iter().any(|n| n.ends_with(".partial")),
-        "staging files left: {names:?}"
-    );
+    assert!(!names.iter().any(|n| n.ends_with(".partial")), "staging files left: {names:?}");
     kernels
 }
 
@@ -86,22 +73,12 @@ fn emit_small(target: &str) {
     }
     let summary = stdout(&out);
     assert!(
-        summary.starts_with(&format!(
-            "wrote {expected} kernels for {target} to {}",
-            out_dir.display()
-        )),
+        summary.starts_with(&format!("wrote {expected} kernels for {target} to {}", out_dir.display())),
         "stdout: {summary}"
     );
     assert!(summary.contains("(manifest.json) in "), "stdout: {summary}");
-    let last = kernels.last().unwrap()["name"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        stderr(&out).contains(&format!("[{expected}/{expected}] {last}")),
-        "stderr: {}",
-        stderr(&out)
-    );
+    let last = kernels.last().unwrap()["name"].as_str().unwrap().to_string();
+    assert!(stderr(&out).contains(&format!("[{expected}/{expected}] {last}")), "stderr: {}", stderr(&out));
 }
 
 macro_rules! emit_small_tests {
@@ -126,31 +103,18 @@ emit_small_tests! {
 fn emit_default_is_the_full_set() {
     let scratch = Scratch::new("emit_default_is_the_full_set");
     let out_dir = scratch.path("pkg");
-    let out = shadergen(&[
-        "emit",
-        "--target",
-        "firefox",
-        "--out",
-        out_dir.to_str().unwrap(),
-    ]);
+    let out = shadergen(&["emit", "--target", "firefox", "--out", out_dir.to_str().unwrap()]);
     assert_status(&out, 0);
     let kernels = check_package(&out_dir, "firefox");
     // tiers x 2 ops x (4 bits x 3 groups x 2 schemes + the f16 baseline)
     assert_eq!(kernels.len(), tier_count("firefox") * 2 * (4 * 3 * 2 + 1));
-    let mut names: Vec<&str> = kernels
-        .iter()
-        .map(|k| k["name"].as_str().unwrap())
-        .collect();
+    let mut names: Vec<&str> = kernels.iter().map(|k| k["name"].as_str().unwrap()).collect();
     names.sort();
     names.dedup();
     assert_eq!(names.len(), kernels.len(), "kernel names are unique");
     // Progress: about every tenth, not every kernel.
     let lines = stderr(&out).lines().filter(|l| l.starts_with('[')).count();
-    assert!(
-        (2..=15).contains(&lines),
-        "{lines} progress lines:\n{}",
-        stderr(&out)
-    );
+    assert!((2..=15).contains(&lines), "{lines} progress lines:\n{}", stderr(&out));
 }
 
 #[test]
@@ -180,11 +144,7 @@ fn emit_repeated_values_once() {
     assert_status(&out, 0);
     assert_eq!(check_package(&out_dir, "native").len(), 1);
     assert_eq!(stderr(&out), "", "--quiet prints no progress");
-    assert!(
-        stdout(&out).starts_with("wrote 1 kernel for native"),
-        "{}",
-        stdout(&out)
-    );
+    assert!(stdout(&out).starts_with("wrote 1 kernel for native"), "{}", stdout(&out));
 }
 
 #[test]
@@ -223,22 +183,9 @@ fn emit_selected_tier_op_and_scheme() {
 fn emit_into_an_existing_folder() {
     let scratch = Scratch::new("emit_into_an_existing_folder");
     let out_dir = scratch.path("pkg");
-    let args = [
-        "emit",
-        "--target",
-        "safari",
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--bits",
-        "2",
-        "--group",
-        "128",
-        "-q",
-    ];
+    let args =
+        ["emit", "--target", "safari", "--out", out_dir.to_str().unwrap(), "--bits", "2", "--group", "128", "-q"];
     assert_status(&shadergen(&args), 0);
     assert_status(&shadergen(&args), 0);
-    assert_eq!(
-        check_package(&out_dir, "safari").len(),
-        tier_count("safari") * 2 * 2
-    );
+    assert_eq!(check_package(&out_dir, "safari").len(), tier_count("safari") * 2 * 2);
 }

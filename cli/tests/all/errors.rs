@@ -7,13 +7,7 @@ use crate::common::{Scratch, assert_status, shadergen, stderr};
 fn rejects(test: &str, target: &str, extra: &[&str], expected: &[&str]) {
     let scratch = Scratch::new(test);
     let out_dir = scratch.path("out");
-    let mut args = vec![
-        "emit",
-        "--target",
-        target,
-        "--out",
-        out_dir.to_str().unwrap(),
-    ];
+    let mut args = vec!["emit", "--target", target, "--out", out_dir.to_str().unwrap()];
     args.extend_from_slice(extra);
     let out = shadergen(&args);
     assert_status(&out, 2);
@@ -29,32 +23,17 @@ fn rejects(test: &str, target: &str, extra: &[&str], expected: &[&str]) {
 
 #[test]
 fn bits_5_is_rejected() {
-    rejects(
-        "bits_5_is_rejected",
-        "native",
-        &["--bits", "4,5"],
-        &["`5`", "2, 3, 4, 8", "16"],
-    );
+    rejects("bits_5_is_rejected", "native", &["--bits", "4,5"], &["`5`", "2, 3, 4, 8", "16"]);
 }
 
 #[test]
 fn group_48_is_rejected() {
-    rejects(
-        "group_48_is_rejected",
-        "native",
-        &["--group", "48"],
-        &["`48`", "32, 64 or 128"],
-    );
+    rejects("group_48_is_rejected", "native", &["--group", "48"], &["`48`", "32, 64 or 128"]);
 }
 
 #[test]
 fn group_48_is_rejected_even_for_the_f16_baseline() {
-    rejects(
-        "group_48_is_rejected_even_for_the_f16_baseline",
-        "native",
-        &["--bits", "16", "--group", "48"],
-        &["`48`"],
-    );
+    rejects("group_48_is_rejected_even_for_the_f16_baseline", "native", &["--bits", "16", "--group", "48"], &["`48`"]);
 }
 
 #[test]
@@ -63,9 +42,7 @@ fn unknown_target_is_rejected() {
         "unknown_target_is_rejected",
         "opera",
         &[],
-        &[
-            "`opera`", "generic", "chrome", "edge", "firefox", "safari", "native",
-        ],
+        &["`opera`", "generic", "chrome", "edge", "firefox", "safari", "native"],
     );
 }
 
@@ -81,18 +58,8 @@ fn tier_the_target_lacks_is_rejected() {
 
 #[test]
 fn unknown_op_and_scheme_are_rejected() {
-    rejects(
-        "unknown_op_is_rejected",
-        "native",
-        &["--ops", "matvec,conv"],
-        &["`conv`", "matvec, matmul"],
-    );
-    rejects(
-        "unknown_scheme_is_rejected",
-        "native",
-        &["--scheme", "affine"],
-        &["`affine`", "sym or asym"],
-    );
+    rejects("unknown_op_is_rejected", "native", &["--ops", "matvec,conv"], &["`conv`", "matvec, matmul"]);
+    rejects("unknown_scheme_is_rejected", "native", &["--scheme", "affine"], &["`affine`", "sym or asym"]);
 }
 
 #[test]
@@ -111,26 +78,11 @@ fn out_under_a_regular_file_fails_cleanly() {
     let file = scratch.path("file");
     std::fs::write(&file, "not a folder").unwrap();
     let out_dir = file.join("sub");
-    let out = shadergen(&[
-        "emit",
-        "--target",
-        "generic",
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--bits",
-        "4",
-    ]);
+    let out = shadergen(&["emit", "--target", "generic", "--out", out_dir.to_str().unwrap(), "--bits", "4"]);
     assert_ne!(out.status.code(), Some(0));
-    assert!(
-        out.status.code().is_some(),
-        "exited, not killed: {:?}",
-        out.status
-    );
+    assert!(out.status.code().is_some(), "exited, not killed: {:?}", out.status);
     let err = stderr(&out);
-    assert!(
-        err.contains(out_dir.to_str().unwrap()),
-        "stderr does not name the path: {err}"
-    );
+    assert!(err.contains(out_dir.to_str().unwrap()), "stderr does not name the path: {err}");
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(scratch.entries(), ["file"]);
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a folder");
@@ -141,21 +93,9 @@ fn out_that_is_a_regular_file_fails_cleanly() {
     let scratch = Scratch::new("out_that_is_a_regular_file_fails_cleanly");
     let file = scratch.path("file");
     std::fs::write(&file, "not a folder").unwrap();
-    let out = shadergen(&[
-        "emit",
-        "--target",
-        "edge",
-        "--out",
-        file.to_str().unwrap(),
-        "--bits",
-        "8",
-    ]);
+    let out = shadergen(&["emit", "--target", "edge", "--out", file.to_str().unwrap(), "--bits", "8"]);
     assert_ne!(out.status.code(), Some(0));
-    assert!(
-        stderr(&out).contains(file.to_str().unwrap()),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains(file.to_str().unwrap()), "{}", stderr(&out));
     assert_eq!(scratch.entries(), ["file"]);
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a folder");
 }
@@ -167,9 +107,7 @@ fn out_in_proc_fails_cleanly() {
         return;
     }
     let out_dir = format!("/proc/shadergen-{}", std::process::id());
-    let out = shadergen(&[
-        "emit", "--target", "native", "--out", &out_dir, "--bits", "4", "--group", "32",
-    ]);
+    let out = shadergen(&["emit", "--target", "native", "--out", &out_dir, "--bits", "4", "--group", "32"]);
     assert_ne!(out.status.code(), Some(0));
     assert!(out.status.code().is_some());
     assert!(stderr(&out).contains(&out_dir), "{}", stderr(&out));
@@ -180,8 +118,5 @@ fn out_in_proc_fails_cleanly() {
 fn no_command_is_a_usage_error() {
     assert_status(&shadergen::<&str>(&[]), 2);
     assert_status(&shadergen(&["emit", "--out", "x"]), 2);
-    assert_status(
-        &shadergen(&["emit", "--target", "native", "--out", "x", "--bits", "four"]),
-        2,
-    );
+    assert_status(&shadergen(&["emit", "--target", "native", "--out", "x", "--bits", "four"]), 2);
 }

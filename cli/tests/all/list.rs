@@ -9,8 +9,7 @@ fn list_mentions_every_target_tier_and_op() {
     let text = stdout(&out);
     for target in ["generic", "chrome", "edge", "firefox", "safari", "native"] {
         assert!(
-            text.lines()
-                .any(|l| l.trim_start().starts_with(&format!("{target} "))),
+            text.lines().any(|l| l.trim_start().starts_with(&format!("{target} "))),
             "no line for {target}:\n{text}"
         );
     }
@@ -21,15 +20,8 @@ fn list_mentions_every_target_tier_and_op() {
         assert!(text.contains(op), "{op} missing:\n{text}");
     }
     // The firefox row's tier column names its tiers, and only those.
-    let firefox = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("firefox "))
-        .unwrap();
-    let columns: Vec<&str> = firefox
-        .split("  ")
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .collect();
+    let firefox = text.lines().find(|l| l.trim_start().starts_with("firefox ")).unwrap();
+    let columns: Vec<&str> = firefox.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
     assert_eq!(columns[..3], ["firefox", "naga", "base, f16"], "{firefox}");
 }
 
@@ -38,9 +30,7 @@ fn emit_help_mentions_its_options() {
     let out = shadergen(&["emit", "--help"]);
     assert_status(&out, 0);
     let text = stdout(&out);
-    for opt in [
-        "--target", "--out", "--ops", "--bits", "--group", "--scheme", "--tier",
-    ] {
+    for opt in ["--target", "--out", "--ops", "--bits", "--group", "--scheme", "--tier"] {
         assert!(text.contains(opt), "{opt} missing:\n{text}");
     }
 }

@@ -22,10 +22,7 @@ fn emitted_kernels_validate() {
     let file = out_dir.join("matvec_q3g64a_subgroups.wgsl");
     let out = shadergen(&["validate", file.to_str().unwrap()]);
     assert_status(&out, 0);
-    assert_eq!(
-        stdout(&out),
-        format!("{}: ok (naga native, MSL/HLSL/SPIR-V)\n", file.display())
-    );
+    assert_eq!(stdout(&out), format!("{}: ok (naga native, MSL/HLSL/SPIR-V)\n", file.display()));
 }
 
 #[test]
@@ -61,18 +58,12 @@ fn chrome_subgroup_kernels_validate_as_chrome() {
 fn broken_wgsl_fails_with_the_offending_line() {
     let scratch = Scratch::new("broken_wgsl_fails_with_the_offending_line");
     let file = scratch.path("broken.wgsl");
-    std::fs::write(
-        &file,
-        "@compute @workgroup_size(64)\nfn main() {\n    let total: u32 = missing_value + 1u;\n}\n",
-    )
-    .unwrap();
+    std::fs::write(&file, "@compute @workgroup_size(64)\nfn main() {\n    let total: u32 = missing_value + 1u;\n}\n")
+        .unwrap();
     let out = shadergen(&["validate", file.to_str().unwrap()]);
     assert_status(&out, 1);
     let err = stderr(&out);
-    assert!(
-        err.contains("let total: u32 = missing_value + 1u;"),
-        "{err}"
-    );
+    assert!(err.contains("let total: u32 = missing_value + 1u;"), "{err}");
     assert!(err.contains("missing_value"), "{err}");
     assert_eq!(stdout(&out), "");
 }
@@ -81,18 +72,10 @@ fn broken_wgsl_fails_with_the_offending_line() {
 fn invalid_but_parsable_wgsl_fails() {
     let scratch = Scratch::new("invalid_but_parsable_wgsl_fails");
     let file = scratch.path("bad_type.wgsl");
-    std::fs::write(
-        &file,
-        "@compute @workgroup_size(1)\nfn main() {\n    let x: u32 = 1.5;\n}\n",
-    )
-    .unwrap();
+    std::fs::write(&file, "@compute @workgroup_size(1)\nfn main() {\n    let x: u32 = 1.5;\n}\n").unwrap();
     let out = shadergen(&["validate", file.to_str().unwrap(), "--target", "safari"]);
     assert_status(&out, 1);
-    assert!(
-        stderr(&out).contains("let x: u32 = 1.5;"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("let x: u32 = 1.5;"), "{}", stderr(&out));
 }
 
 #[test]
@@ -102,11 +85,7 @@ fn missing_file_is_named() {
     let out = shadergen(&["validate", file.to_str().unwrap()]);
     assert_ne!(out.status.code(), Some(0));
     assert_ne!(out.status.code(), Some(1), "not a validation failure");
-    assert!(
-        stderr(&out).contains(file.to_str().unwrap()),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains(file.to_str().unwrap()), "{}", stderr(&out));
 }
 
 #[test]

@@ -37,24 +37,63 @@ pub struct Binding {
 pub fn bindings(spec: &KernelSpec) -> Vec<Binding> {
     let f = spec.format;
     let mut b = vec![
-        Binding { binding: 0, name: "params", access: "uniform", ty: "Params", element: "Params", contents: "shape: m, n, k (u32), then one u32 of padding" },
+        Binding {
+            binding: 0,
+            name: "params",
+            access: "uniform",
+            ty: "Params",
+            element: "Params",
+            contents: "shape: m, n, k (u32), then one u32 of padding",
+        },
         Binding {
             binding: 1,
             name: "weights",
             access: "read",
             ty: "array<u32>",
             element: "u32",
-            contents: if f.is_f16() { "f16 weights, two per word, row-major N x K (docs/FORMAT.md)" } else { "packed codes, row-major N x K in 32-code blocks (docs/FORMAT.md)" },
+            contents: if f.is_f16() {
+                "f16 weights, two per word, row-major N x K (docs/FORMAT.md)"
+            } else {
+                "packed codes, row-major N x K in 32-code blocks (docs/FORMAT.md)"
+            },
         },
     ];
     if !f.is_f16() {
-        b.push(Binding { binding: 2, name: "scales", access: "read", ty: "array<u32>", element: "u32", contents: "f16 scales, two per word, index row * (K / group) + group" });
+        b.push(Binding {
+            binding: 2,
+            name: "scales",
+            access: "read",
+            ty: "array<u32>",
+            element: "u32",
+            contents: "f16 scales, two per word, index row * (K / group) + group",
+        });
     }
     if f.has_min() {
-        b.push(Binding { binding: 3, name: "mins", access: "read", ty: "array<u32>", element: "u32", contents: "f16 mins, laid out as scales" });
+        b.push(Binding {
+            binding: 3,
+            name: "mins",
+            access: "read",
+            ty: "array<u32>",
+            element: "u32",
+            contents: "f16 mins, laid out as scales",
+        });
     }
-    b.push(Binding { binding: 4, name: "x", access: "read", ty: "array<vec4<f32>>", element: "vec4<f32>", contents: "f32 activations, row-major M x K" });
-    b.push(Binding { binding: 5, name: "y", access: "read_write", ty: "array<f32>", element: "f32", contents: "f32 outputs, row-major M x N" });
+    b.push(Binding {
+        binding: 4,
+        name: "x",
+        access: "read",
+        ty: "array<vec4<f32>>",
+        element: "vec4<f32>",
+        contents: "f32 activations, row-major M x K",
+    });
+    b.push(Binding {
+        binding: 5,
+        name: "y",
+        access: "read_write",
+        ty: "array<f32>",
+        element: "f32",
+        contents: "f32 outputs, row-major M x N",
+    });
     b
 }
 
@@ -93,10 +132,20 @@ impl KernelSpec {
         match self.op {
             Op::Matvec => {
                 let r = self.tuning.rows_per_workgroup;
-                Dispatch { workgroups: [format!("min(ceil(N / {r}), {max})"), format!("ceil(ceil(N / {r}) / {max})"), "1".into()] }
+                Dispatch {
+                    workgroups: [
+                        format!("min(ceil(N / {r}), {max})"),
+                        format!("ceil(ceil(N / {r}) / {max})"),
+                        "1".into(),
+                    ],
+                }
             }
             Op::Matmul => Dispatch {
-                workgroups: [format!("ceil(N / {})", self.tuning.tile_n), format!("ceil(M / {})", self.tuning.tile_m), "1".into()],
+                workgroups: [
+                    format!("ceil(N / {})", self.tuning.tile_n),
+                    format!("ceil(M / {})", self.tuning.tile_m),
+                    "1".into(),
+                ],
             },
         }
     }
@@ -139,13 +188,17 @@ pub fn emit(spec: &KernelSpec) -> Result<Wgsl, WgslError> {
     cross_compile(&name, &module, spec.profile.tier)?;
     let t = &spec.tuning;
     let multiple = spec.profile.workgroup_multiple;
-    if t.workgroup_size % multiple != 0 || t.workgroup_size > spec.profile.limits.invocations {
+    if !t.workgroup_size.is_multiple_of(multiple) || t.workgroup_size > spec.profile.limits.invocations {
         return Err(WgslError::Spec(crate::error::SpecError::OverLimit {
             what: "workgroup size",
             value: t.workgroup_size as u64,
             limit: spec.profile.limits.invocations as u64,
             target: spec.profile.target.name().into(),
-            why: if t.workgroup_size % multiple != 0 { "must be a multiple of the SIMD-group width" } else { "maxComputeInvocationsPerWorkgroup" },
+            why: if !t.workgroup_size.is_multiple_of(multiple) {
+                "must be a multiple of the SIMD-group width"
+            } else {
+                "maxComputeInvocationsPerWorkgroup"
+            },
         }));
     }
     let workgroup_bytes = template::workgroup_bytes(spec);
@@ -189,16 +242,21 @@ fn capabilities(tier: Tier) -> naga::valid::Capabilities {
 /// Parses and validates naga-dialect WGSL with a tier's capabilities. Errors carry naga's
 /// report, which quotes the offending source line under `name` (a kernel or file name).
 pub fn validate(name: &str, text: &str, tier: Tier) -> Result<naga::Module, WgslError> {
-    let module = naga::front::wgsl::parse_str(text)
-        .map_err(|e| WgslError::Naga { kernel: name.into(), stage: "parse", report: e.emit_to_string_with_path(text, name) })?;
+    let module = naga::front::wgsl::parse_str(text).map_err(|e| WgslError::Naga {
+        kernel: name.into(),
+        stage: "parse",
+        report: e.emit_to_string_with_path(text, name),
+    })?;
     let mut validator = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities(tier));
     if tier.subgroups() {
         validator.subgroup_stages(naga::valid::ShaderStages::COMPUTE);
         validator.subgroup_operations(naga::valid::SubgroupOperationSet::all());
     }
-    validator
-        .validate(&module)
-        .map_err(|e| WgslError::Naga { kernel: name.into(), stage: "validation", report: e.emit_to_string_with_path(text, name) })?;
+    validator.validate(&module).map_err(|e| WgslError::Naga {
+        kernel: name.into(),
+        stage: "validation",
+        report: e.emit_to_string_with_path(text, name),
+    })?;
     Ok(module)
 }
 
@@ -216,10 +274,7 @@ pub fn validate_for_target(name: &str, text: &str, target: Target) -> Result<(),
 
 /// Replaces Tint-only directives with blank lines, so naga's line numbers still match.
 fn strip_tint_directives(text: &str) -> String {
-    text.lines()
-        .map(|l| if l.trim() == "enable subgroups;" { "" } else { l })
-        .collect::<Vec<_>>()
-        .join("\n")
+    text.lines().map(|l| if l.trim() == "enable subgroups;" { "" } else { l }).collect::<Vec<_>>().join("\n")
 }
 
 /// Translates a validated module to MSL (Safari's Metal), HLSL (Chrome and Edge on Windows)
@@ -227,11 +282,20 @@ fn strip_tint_directives(text: &str) -> String {
 fn cross_compile(name: &str, module: &naga::Module, tier: Tier) -> Result<(), WgslError> {
     use naga::back::{hlsl, msl, spv};
     let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities(tier))
-        .subgroup_stages(if tier.subgroups() { naga::valid::ShaderStages::COMPUTE } else { naga::valid::ShaderStages::empty() })
-        .subgroup_operations(if tier.subgroups() { naga::valid::SubgroupOperationSet::all() } else { naga::valid::SubgroupOperationSet::empty() })
+        .subgroup_stages(if tier.subgroups() {
+            naga::valid::ShaderStages::COMPUTE
+        } else {
+            naga::valid::ShaderStages::empty()
+        })
+        .subgroup_operations(if tier.subgroups() {
+            naga::valid::SubgroupOperationSet::all()
+        } else {
+            naga::valid::SubgroupOperationSet::empty()
+        })
         .validate(module)
         .map_err(|e| WgslError::Backend { kernel: name.into(), lang: "validator", message: e.to_string() })?;
-    let backend = |lang, e: &dyn std::fmt::Display| WgslError::Backend { kernel: name.into(), lang, message: e.to_string() };
+    let backend =
+        |lang, e: &dyn std::fmt::Display| WgslError::Backend { kernel: name.into(), lang, message: e.to_string() };
 
     let msl_options = msl::Options { lang_version: (2, 4), ..Default::default() };
     msl::write_string(module, &info, &msl_options, &msl::PipelineOptions::default()).map_err(|e| backend("MSL", &e))?;
@@ -287,7 +351,9 @@ pub(crate) fn element_code(bits: u32) -> String {
     for &p in planes(bits) {
         let bytes = 4 * p;
         let mask = (1u32 << p) - 1;
-        let mut e = format!("((weights[wb + {word0}u + (e % {bytes}u) / 4u] >> (8u * (e % 4u) + {p}u * (e / {bytes}u))) & {mask}u)");
+        let mut e = format!(
+            "((weights[wb + {word0}u + (e % {bytes}u) / 4u] >> (8u * (e % 4u) + {p}u * (e / {bytes}u))) & {mask}u)"
+        );
         if low != 0 {
             e = format!("({e} << {low}u)");
         }

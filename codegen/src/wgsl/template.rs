@@ -75,9 +75,21 @@ impl Context {
             .collect();
         let (block_words, blocks_per_group) = block_constants(spec);
         let t = spec.tuning;
-        assert!(spec.op == Op::Matvec || (t.tile_m == 32 && t.tile_n == 32 && t.workgroup_size == 64), "matmul template is an 8x8 grid of 4x4 micro-tiles");
+        assert!(
+            spec.op == Op::Matvec || (t.tile_m == 32 && t.tile_n == 32 && t.workgroup_size == 64),
+            "matmul template is an 8x8 grid of 4x4 micro-tiles"
+        );
         let stride = 33; // 32 + 1: neighbouring rows of a tile start in different banks
-        let scheme = if f.is_f16() { "unquantized f16".to_string() } else { format!("{}-bit codes, group {}, {}", f.bits(), f.group_size(), if f.has_min() { "scale + min" } else { "symmetric scale" }) };
+        let scheme = if f.is_f16() {
+            "unquantized f16".to_string()
+        } else {
+            format!(
+                "{}-bit codes, group {}, {}",
+                f.bits(),
+                f.group_size(),
+                if f.has_min() { "scale + min" } else { "symmetric scale" }
+            )
+        };
         Context {
             name: spec.name(),
             directives,

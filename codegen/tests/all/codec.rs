@@ -116,7 +116,16 @@ fn check_half_step(w: &Weights, data: &[f32]) -> Result<(), TestCaseError> {
             prop_assert!(
                 err <= allowed,
                 "{} [{}, {}]: input {:e} dequantized to {:e} (code {}, scale {:e}, min {:e}): error {:e} > {:e}",
-                w.format, r, c, v, a, w.code(r, c), s, m, err, allowed
+                w.format,
+                r,
+                c,
+                v,
+                a,
+                w.code(r, c),
+                s,
+                m,
+                err,
+                allowed
             );
         }
     }
@@ -355,7 +364,8 @@ proptest! {
 
 #[test]
 fn constant_matrices() {
-    let constants = [0.0f32, -0.0, 1.0, -1.0, 0.5, -0.5, -3.7, 1e-3, -1e-3, 1e-30, -1e-30, 1234.567, -1234.567, 65504.0, -65504.0];
+    let constants =
+        [0.0f32, -0.0, 1.0, -1.0, 0.5, -0.5, -3.7, 1e-3, -1e-3, 1e-30, -1e-30, 1234.567, -1234.567, 65504.0, -65504.0];
     for f in all_quant_formats() {
         for &c in &constants {
             let (n, k) = (2, 2 * f.group_size() as usize);
@@ -513,7 +523,14 @@ fn f16_baseline_overflow_is_named() {
 
 #[test]
 fn k_not_a_multiple_of_the_group() {
-    let cases = [(Format::quant(4, 32, Scheme::Sym).unwrap(), 48), (Format::quant(2, 64, Scheme::Asym).unwrap(), 96), (Format::quant(8, 128, Scheme::Sym).unwrap(), 192), (Format::quant(3, 128, Scheme::Asym).unwrap(), 64), (Format::f16(), 40), (Format::quant(4, 32, Scheme::Sym).unwrap(), 0)];
+    let cases = [
+        (Format::quant(4, 32, Scheme::Sym).unwrap(), 48),
+        (Format::quant(2, 64, Scheme::Asym).unwrap(), 96),
+        (Format::quant(8, 128, Scheme::Sym).unwrap(), 192),
+        (Format::quant(3, 128, Scheme::Asym).unwrap(), 64),
+        (Format::f16(), 40),
+        (Format::quant(4, 32, Scheme::Sym).unwrap(), 0),
+    ];
     for (f, k) in cases {
         let e = Weights::quantize(f, 2, k, &vec![0.5; 2 * k]).unwrap_err();
         let g = f.group_size();

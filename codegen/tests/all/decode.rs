@@ -107,7 +107,10 @@ impl Eval<'_> {
             self.expect("[");
             let i = self.binary(0);
             self.expect("]");
-            return *self.weights.get(i as usize).unwrap_or_else(|| panic!("weights[{i}] out of bounds ({})", self.weights.len()));
+            return *self
+                .weights
+                .get(i as usize)
+                .unwrap_or_else(|| panic!("weights[{i}] out of bounds ({})", self.weights.len()));
         }
         *self.vars.get(&t).unwrap_or_else(|| panic!("unknown variable `{t}`"))
     }
@@ -165,7 +168,10 @@ fn quant_spec(op: Op, bits: u32, scheme: Scheme, target: Target, tier: Tier) -> 
 
 /// The tiers to check: every tier of native (naga) and of chrome (Tint).
 fn profiles() -> Vec<(Target, Tier)> {
-    [Target::Native, Target::Chrome].into_iter().flat_map(|t| t.info().tiers.iter().map(move |&tier| (t, tier))).collect()
+    [Target::Native, Target::Chrome]
+        .into_iter()
+        .flat_map(|t| t.info().tiers.iter().map(move |&tier| (t, tier)))
+        .collect()
 }
 
 #[test]
@@ -179,16 +185,26 @@ fn matvec_quads_decode_the_packed_codes() {
                 let vt = if tier.shader_f16() { "vec4<f16>" } else { "vec4<f32>" };
                 for q in 0..8usize {
                     let prefix = format!("let q{q} = {vt}(bytes4(");
-                    let line = text.lines().find(|l| l.trim_start().starts_with(&prefix)).unwrap_or_else(|| panic!("{}: no `{prefix}` line", spec.name()));
+                    let line = text
+                        .lines()
+                        .find(|l| l.trim_start().starts_with(&prefix))
+                        .unwrap_or_else(|| panic!("{}: no `{prefix}` line", spec.name()));
                     let expr = parenthesized(line, "(bytes4(");
                     // Sym codes have the zero point subtracted, as a literal of the arithmetic type.
                     let z = spec.format.zero_point();
                     let zero = format!("- {vt}({z}.0{})", if tier.shader_f16() { "h" } else { "" });
-                    assert_eq!(line.contains(&zero), scheme == Scheme::Sym, "{}: q{q} line `{}` and zero point {z}", spec.name(), line.trim());
+                    assert_eq!(
+                        line.contains(&zero),
+                        scheme == Scheme::Sym,
+                        "{}: q{q} line `{}` and zero point {z}",
+                        spec.name(),
+                        line.trim()
+                    );
                     for codes in blocks(bits) {
                         let mut words = vec![0u32; bits as usize];
                         pack_block(bits, &codes, &mut words);
-                        let vars: HashMap<String, u32> = words.iter().enumerate().map(|(i, &w)| (format!("w{i}"), w)).collect();
+                        let vars: HashMap<String, u32> =
+                            words.iter().enumerate().map(|(i, &w)| (format!("w{i}"), w)).collect();
                         let got = Eval::run(expr, &vars, &[]).to_le_bytes();
                         let want = &codes[4 * q..4 * q + 4];
                         if got != want {
@@ -203,7 +219,12 @@ fn matvec_quads_decode_the_packed_codes() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} quads decode wrong codes; first ones:\n{}", failures.len(), failures[..failures.len().min(8)].join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} quads decode wrong codes; first ones:\n{}",
+        failures.len(),
+        failures[..failures.len().min(8)].join("\n")
+    );
 }
 
 #[test]
@@ -213,24 +234,41 @@ fn matmul_code_at_decodes_the_packed_codes() {
         for (target, tier) in profiles() {
             let spec = quant_spec(Op::Matmul, bits, Scheme::Asym, target, tier);
             let text = wgsl::emit(&spec).unwrap().text;
-            let body = text.split("fn code_at(wb: u32, e: u32) -> u32 {").nth(1).unwrap_or_else(|| panic!("{}: no code_at", spec.name()));
-            let expr = body.trim_start().strip_prefix("return ").and_then(|b| b.split(';').next()).unwrap_or_else(|| panic!("{}: code_at is not one return", spec.name()));
+            let body = text
+                .split("fn code_at(wb: u32, e: u32) -> u32 {")
+                .nth(1)
+                .unwrap_or_else(|| panic!("{}: no code_at", spec.name()));
+            let expr = body
+                .trim_start()
+                .strip_prefix("return ")
+                .and_then(|b| b.split(';').next())
+                .unwrap_or_else(|| panic!("{}: code_at is not one return", spec.name()));
             for codes in blocks(bits) {
                 // The block sits at word 3 of a buffer padded with junk on both sides.
                 let mut words = vec![0u32; bits as usize];
                 pack_block(bits, &codes, &mut words);
-                let buffer: Vec<u32> = [0xa5a5_a5a5u32; 3].into_iter().chain(words.iter().copied()).chain([0x5a5a_5a5a; 3]).collect();
+                let buffer: Vec<u32> =
+                    [0xa5a5_a5a5u32; 3].into_iter().chain(words.iter().copied()).chain([0x5a5a_5a5a; 3]).collect();
                 for e in 0..32u32 {
                     let vars = HashMap::from([("wb".to_string(), 3u32), ("e".to_string(), e)]);
                     let got = Eval::run(expr, &vars, &buffer);
                     if got != codes[e as usize] as u32 {
-                        failures.push(format!("{} ({target}): code_at(e = {e}) = {got}, want {} (block {codes:?})", spec.name(), codes[e as usize]));
+                        failures.push(format!(
+                            "{} ({target}): code_at(e = {e}) = {got}, want {} (block {codes:?})",
+                            spec.name(),
+                            codes[e as usize]
+                        ));
                     }
                 }
             }
         }
     }
-    assert!(failures.is_empty(), "{} wrong codes; first ones:\n{}", failures.len(), failures[..failures.len().min(8)].join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} wrong codes; first ones:\n{}",
+        failures.len(),
+        failures[..failures.len().min(8)].join("\n")
+    );
 }
 
 #[test]

@@ -29,7 +29,9 @@ fn safari_kernels_are_metal_friendly() {
         for line in w.text.lines().filter(|l| l.starts_with("var<workgroup>")) {
             // `var<workgroup> name: array<T, 1056>;` — the length must be a literal.
             let inner = line.rsplit_once(", ").map(|(_, n)| n.trim_end_matches(">;")).unwrap_or("");
-            let len: u32 = inner.parse().unwrap_or_else(|_| panic!("{}: workgroup array length `{inner}` is not a literal", w.name));
+            let len: u32 = inner
+                .parse()
+                .unwrap_or_else(|_| panic!("{}: workgroup array length `{inner}` is not a literal", w.name));
             let elem = if line.contains("<f16,") { 2 } else { 4 };
             declared += len * elem;
         }
@@ -49,7 +51,12 @@ fn directives_follow_the_tier_and_dialect() {
         for spec in KernelSpec::default_set(t) {
             let w = wgsl::emit(&spec).unwrap();
             assert_eq!(w.text.contains("enable f16;"), spec.profile.tier.shader_f16(), "{t} {}", w.name);
-            assert_eq!(w.text.contains("f16"), spec.profile.tier.shader_f16() || spec.format.is_f16() || w.text.contains("unpack2x16float"), "{t} {}", w.name);
+            assert_eq!(
+                w.text.contains("f16"),
+                spec.profile.tier.shader_f16() || spec.format.is_f16() || w.text.contains("unpack2x16float"),
+                "{t} {}",
+                w.name
+            );
             let tint = spec.profile.dialect == codegen::Dialect::Tint && spec.uses_subgroups();
             assert_eq!(w.text.contains("enable subgroups;"), tint, "{t} {}", w.name);
             assert!(!w.naga_text.contains("enable subgroups;"), "{t} {}", w.name);

@@ -47,9 +47,16 @@ fn storage_cost_table_matches_bits_per_weight() {
     for line in table.lines().filter(|l| l.starts_with("| ") && l.as_bytes()[2].is_ascii_digit()) {
         let cells: Vec<&str> = line.split('|').map(str::trim).filter(|c| !c.is_empty()).collect();
         let bits: u32 = cells[0].parse().unwrap();
-        for (i, (scheme, g)) in [(Scheme::Sym, 32), (Scheme::Sym, 64), (Scheme::Sym, 128), (Scheme::Asym, 32), (Scheme::Asym, 64), (Scheme::Asym, 128)]
-            .into_iter()
-            .enumerate()
+        for (i, (scheme, g)) in [
+            (Scheme::Sym, 32),
+            (Scheme::Sym, 64),
+            (Scheme::Sym, 128),
+            (Scheme::Asym, 32),
+            (Scheme::Asym, 64),
+            (Scheme::Asym, 128),
+        ]
+        .into_iter()
+        .enumerate()
         {
             let want: f64 = cells[1 + i].parse().unwrap();
             assert_eq!(Format::quant(bits, g, scheme).unwrap().bits_per_weight(), want, "bits {bits} {scheme:?} g{g}");

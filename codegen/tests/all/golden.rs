@@ -49,7 +49,11 @@ fn emit_all() -> Texts {
             // naga's text is the same kernel without Tint's directive.
             let tint_only = spec.profile.dialect == codegen::Dialect::Tint && spec.uses_subgroups();
             let want_naga = if tint_only { w.text.replacen("enable subgroups;\n", "", 1) } else { w.text.clone() };
-            assert_eq!(w.naga_text, want_naga, "{t} {}: naga_text differs from the text beyond `enable subgroups;`", w.name);
+            assert_eq!(
+                w.naga_text, want_naga,
+                "{t} {}: naga_text differs from the text beyond `enable subgroups;`",
+                w.name
+            );
             let name = snapshot_name(&spec, &w.text);
             match out.get_mut(&name) {
                 None => {
@@ -68,7 +72,12 @@ fn emit_all() -> Texts {
             }
         }
     }
-    assert!(divergent.is_empty(), "{} snapshot names with per-target texts:\n{}", divergent.len(), divergent.join("\n"));
+    assert!(
+        divergent.is_empty(),
+        "{} snapshot names with per-target texts:\n{}",
+        divergent.len(),
+        divergent.join("\n")
+    );
     out
 }
 
@@ -110,7 +119,11 @@ fn golden_names_cover_every_dialect() {
     // The Tint texts are exactly the subgroup tiers of Chrome and Edge.
     for (name, Golden { spec, text, targets }) in texts {
         let subgroups = spec.uses_subgroups();
-        assert_eq!(name.starts_with("tint__"), subgroups && targets.iter().any(|t| matches!(t, Target::Chrome | Target::Edge)), "{name}: {targets:?}");
+        assert_eq!(
+            name.starts_with("tint__"),
+            subgroups && targets.iter().any(|t| matches!(t, Target::Chrome | Target::Edge)),
+            "{name}: {targets:?}"
+        );
         // Only matvec reduces across invocations; matmul's subgroup tiers compute as base.
         assert_eq!(text.contains("subgroupAdd"), subgroups && name.contains("__matvec_"), "{name}");
         assert_eq!(text.lines().any(|l| l.trim() == "enable f16;"), spec.profile.tier.shader_f16(), "{name}");
@@ -148,5 +161,9 @@ fn golden_folder_has_no_stale_files() {
             _ => stale.push(file),
         }
     }
-    assert!(stale.is_empty(), "stale files in {}: {stale:?} (remove them; review `.snap.new` files first)", dir.display());
+    assert!(
+        stale.is_empty(),
+        "stale files in {}: {stale:?} (remove them; review `.snap.new` files first)",
+        dir.display()
+    );
 }

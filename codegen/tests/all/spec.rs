@@ -19,7 +19,10 @@ fn table_has_one_row_per_target_in_order() {
         assert_eq!(t.name().parse::<Target>().unwrap(), t);
     }
     let e = "opera".parse::<Target>().unwrap_err();
-    assert!(e.to_string().contains("opera") && e.to_string().contains("generic, chrome, edge, firefox, safari, native"), "{e}");
+    assert!(
+        e.to_string().contains("opera") && e.to_string().contains("generic, chrome, edge, firefox, safari, native"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -81,7 +84,9 @@ fn limits_are_the_spec_defaults() {
 
 #[test]
 fn unknown_tier_names_the_allowed_tiers() {
-    for (t, tier) in [(Target::Firefox, Tier::Subgroups), (Target::Safari, Tier::F16Subgroups), (Target::Generic, Tier::Subgroups)] {
+    for (t, tier) in
+        [(Target::Firefox, Tier::Subgroups), (Target::Safari, Tier::F16Subgroups), (Target::Generic, Tier::Subgroups)]
+    {
         let e = Profile::new(t, tier).unwrap_err();
         assert_eq!(
             e,
@@ -128,7 +133,10 @@ fn format_facts() {
     assert_eq!(f.to_string(), "q4g32s");
     let f = Format::f16();
     assert!(f.is_f16() && !f.has_min());
-    assert_eq!((f.bits(), f.group_size(), f.block_words(), f.zero_point(), f.tag()), (16, 32, 16, 0, "f16".to_string()));
+    assert_eq!(
+        (f.bits(), f.group_size(), f.block_words(), f.zero_point(), f.tag()),
+        (16, 32, 16, 0, "f16".to_string())
+    );
 }
 
 #[test]
@@ -160,7 +168,10 @@ fn check_shape_rejects_bad_shapes() {
             }
         );
         let msg = e.to_string();
-        assert!(msg.contains("weight bytes = 268435456") && msg.contains(target.name()) && msg.contains("134217728"), "{msg}");
+        assert!(
+            msg.contains("weight bytes = 268435456") && msg.contains(target.name()) && msg.contains("134217728"),
+            "{msg}"
+        );
     }
     // 4-bit 16384 x 16384 is exactly 128 MiB: allowed. f16 8192 x 8192 also; one more row is not.
     let q4 = spec(Op::Matvec, 4, 128, Scheme::Sym, Target::Safari, Tier::F16);
@@ -175,7 +186,10 @@ fn check_shape_rejects_bad_shapes() {
     let mm = spec(Op::Matmul, 4, 32, Scheme::Sym, Target::Native, Tier::Base);
     // 2^20 x 32 activations and 2^20 x 32 outputs are exactly 128 MiB each.
     assert_eq!(mm.check_shape(1 << 20, 32, 32), Ok(()));
-    assert!(matches!(mm.check_shape((1 << 20) + 1, 32, 32), Err(SpecError::OverLimit { what: "activation bytes", .. })));
+    assert!(matches!(
+        mm.check_shape((1 << 20) + 1, 32, 32),
+        Err(SpecError::OverLimit { what: "activation bytes", .. })
+    ));
     assert!(matches!(mm.check_shape(65535 * 32 + 1, 32, 32), Err(SpecError::OverLimit { what: "M", .. })));
     assert!(matches!(mm.check_shape(1, 65535 * 32 + 1, 32), Err(SpecError::OverLimit { what: "N", .. })));
     assert!(matches!(mm.check_shape(8192, 64, 8192), Err(SpecError::OverLimit { what: "activation bytes", .. })));
@@ -194,14 +208,20 @@ fn names_are_unique_within_each_default_set() {
         for s in &set {
             assert_eq!(s.profile.target, t);
             let name = s.name();
-            assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{name} is not an identifier");
+            assert!(
+                name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{name} is not an identifier"
+            );
             assert!(name.starts_with(s.op.name()) && name.contains(&s.format.tag()), "{name}");
             assert!(name.ends_with(&s.profile.tier.name().replace('-', "_")), "{name}");
         }
         total += set.len();
     }
     assert!(total > 0);
-    assert_eq!(spec(Op::Matvec, 4, 32, Scheme::Sym, Target::Chrome, Tier::F16Subgroups).name(), "matvec_q4g32s_f16_subgroups");
+    assert_eq!(
+        spec(Op::Matvec, 4, 32, Scheme::Sym, Target::Chrome, Tier::F16Subgroups).name(),
+        "matvec_q4g32s_f16_subgroups"
+    );
     assert_eq!(spec(Op::Matmul, 16, 32, Scheme::Sym, Target::Safari, Tier::Base).name(), "matmul_f16_base");
 }
 
@@ -242,7 +262,10 @@ fn matvec_workgroups_fold_into_two_dimensions() {
     for n in [1, 3, 4, 5, 65535 * 4 - 1, 65535 * 4, 65535 * 4 + 1, 65535 * 4 * 3 + 5, 1 << 20, 1 << 30, u32::MAX] {
         check_matvec_cover(&s, n);
     }
-    assert_eq!(s.dispatch().workgroups, ["min(ceil(N / 4), 65535)".to_string(), "ceil(ceil(N / 4) / 65535)".into(), "1".into()]);
+    assert_eq!(
+        s.dispatch().workgroups,
+        ["min(ceil(N / 4), 65535)".to_string(), "ceil(ceil(N / 4) / 65535)".into(), "1".into()]
+    );
 }
 
 #[test]

@@ -34,7 +34,9 @@ fn gpu() -> Option<Gpu> {
             eprintln!("wgpu adapter: {}", g.describe());
             Some(g)
         }
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("CI requires a wgpu adapter (lavapipe): {e}"),
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI requires a wgpu adapter (lavapipe): {e}")
+        }
         Err(e) => {
             eprintln!("SKIPPED: no wgpu adapter ({e}); run .ci/setup.sh to install Mesa lavapipe");
             None
