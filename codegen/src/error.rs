@@ -144,12 +144,48 @@ pub enum WgslError {
     Spec(#[from] SpecError),
 }
 
+/// A WebAssembly module that failed to render, assemble or validate.
+#[derive(Debug, thiserror::Error)]
+pub enum WasmError {
+    /// askama failed to render the template.
+    #[error("kernel `{kernel}`: WAT template failed to render: {source}")]
+    Template {
+        /// Kernel name.
+        kernel: String,
+        /// askama's error.
+        source: askama::Error,
+    },
+    /// The WAT text did not assemble.
+    #[error("kernel `{kernel}` ({variant} module): WAT does not assemble: {message}")]
+    Assemble {
+        /// Kernel name.
+        kernel: String,
+        /// `simd` or `scalar`.
+        variant: &'static str,
+        /// The assembler's message, with the line.
+        message: String,
+    },
+    /// wasmparser rejected the module.
+    #[error("kernel `{kernel}` ({variant} module): wasmparser validation failed: {message}")]
+    Validate {
+        /// Kernel name.
+        kernel: String,
+        /// `simd` or `scalar`.
+        variant: &'static str,
+        /// wasmparser's message, with the byte offset.
+        message: String,
+    },
+}
+
 /// Writing a kernel package to disk failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
     /// A kernel failed to emit or validate; nothing was written.
     #[error(transparent)]
     Wgsl(#[from] WgslError),
+    /// A kernel's WebAssembly failed to emit or validate; nothing was written.
+    #[error(transparent)]
+    Wasm(#[from] WasmError),
     /// The output folder could not be written; files already written were removed.
     #[error("cannot write `{}`: {source}", path.display())]
     Io {

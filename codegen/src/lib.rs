@@ -21,9 +21,10 @@ pub mod manifest;
 pub mod profile;
 pub mod reference;
 pub mod spec;
+pub mod wasm;
 pub mod wgsl;
 
 pub use codec::Weights;
-pub use error::{CodecError, PackageError, SpecError, WgslError};
+pub use error::{CodecError, PackageError, SpecError, WasmError, WgslError};
 pub use profile::{Dialect, Profile, Target, Tier};
 pub use spec::{Format, KernelSpec, Op, Scheme};

@@ -14,6 +14,8 @@
 
 #![deny(missing_docs)]
 
+pub mod wasm;
+
 use codegen::{KernelSpec, Tier, Weights, wgsl};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -49,6 +51,17 @@ pub enum RuntimeError {
     /// Emitting the kernel failed.
     #[error(transparent)]
     Wgsl(#[from] codegen::WgslError),
+    /// Emitting the kernel's WebAssembly failed.
+    #[error(transparent)]
+    WasmEmit(#[from] codegen::WasmError),
+    /// The WASM engine failed to compile, instantiate or run a module.
+    #[error("kernel `{kernel}`: wasm engine: {message}")]
+    Wasm {
+        /// Kernel name.
+        kernel: String,
+        /// The engine's message.
+        message: String,
+    },
     /// wgpu reported a validation or out-of-memory error.
     #[error("kernel `{kernel}`: wgpu error: {message}")]
     Wgpu {
@@ -159,7 +172,6 @@ impl Gpu {
     /// Runs `spec` on uploaded weights: `Y[M x N] = X[M x K] · Wᵀ` (matvec: `m = 1`).
     pub fn run(&self, spec: &KernelSpec, w: &GpuWeights, x: &[f32], m: usize) -> Result<Vec<f32>, RuntimeError> {
         let name = spec.name();
-        let shape = |message: String| RuntimeError::Shape { kernel: name.clone(), message };
         for feature in spec.features() {
             let have = match feature {
                 "shader-f16" => self.features.contains(wgpu::Features::SHADER_F16),
@@ -169,16 +181,7 @@ impl Gpu {
                 return Err(RuntimeError::MissingFeature { kernel: name, feature, adapter: self.describe() });
             }
         }
-        if w.format != spec.format {
-            return Err(shape(format!("weights are {} but the kernel reads {}", w.format, spec.format)));
-        }
-        if spec.op == codegen::Op::Matvec && m != 1 {
-            return Err(shape(format!("matvec takes one activation row, got M = {m}")));
-        }
-        if x.len() != m * w.k {
-            return Err(shape(format!("x has {} values, expected M x K = {m} x {}", x.len(), w.k)));
-        }
-        spec.check_shape(m as u64, w.n as u64, w.k as u64).map_err(|e| shape(e.to_string()))?;
+        check_call(spec, w.format, w.n, w.k, x.len(), m)?;
         let pipeline = self.pipeline(spec)?;
 
         let d = &self.device;
@@ -249,6 +252,28 @@ impl Gpu {
         let y = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         Ok(y)
     }
+}
+
+/// Checks a call's weights and shapes against the kernel, for every backend alike.
+pub(crate) fn check_call(
+    spec: &KernelSpec,
+    format: codegen::Format,
+    n: usize,
+    k: usize,
+    x_len: usize,
+    m: usize,
+) -> Result<(), RuntimeError> {
+    let shape = |message: String| RuntimeError::Shape { kernel: spec.name(), message };
+    if format != spec.format {
+        return Err(shape(format!("weights are {format} but the kernel reads {}", spec.format)));
+    }
+    if spec.op == codegen::Op::Matvec && m != 1 {
+        return Err(shape(format!("matvec takes one activation row, got M = {m}")));
+    }
+    if x_len != m * k {
+        return Err(shape(format!("x has {x_len} values, expected M x K = {m} x {k}")));
+    }
+    spec.check_shape(m as u64, n as u64, k as u64).map_err(|e| shape(e.to_string()))
 }
 
 /// The bytes of a slice of 4-byte values, as WebGPU buffers hold them (little-endian hosts).

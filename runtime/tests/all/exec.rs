@@ -7,10 +7,10 @@ use runtime::Gpu;
 use std::collections::BTreeMap;
 
 /// A small deterministic generator (splitmix64): the same cases on every run and machine.
-struct Rng(u64);
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -18,11 +18,11 @@ impl Rng {
         z ^ (z >> 31)
     }
     /// Uniform in [0, 1).
-    fn unit(&mut self) -> f32 {
+    pub fn unit(&mut self) -> f32 {
         (self.next() >> 40) as f32 / (1u64 << 24) as f32
     }
     /// Never zero: magnitude in [0.05, 1) times `scale`, random sign.
-    fn value(&mut self, scale: f32) -> f32 {
+    pub fn value(&mut self, scale: f32) -> f32 {
         let v = 0.05 + 0.95 * self.unit();
         if self.next() & 1 == 0 { v * scale } else { -v * scale }
     }
@@ -45,7 +45,7 @@ fn gpu() -> Option<Gpu> {
 }
 
 /// Random weights for a format: rows of different magnitudes, so scales vary.
-fn weights(rng: &mut Rng, format: Format, n: usize, k: usize) -> (Weights, Vec<f32>) {
+pub fn weights(rng: &mut Rng, format: Format, n: usize, k: usize) -> (Weights, Vec<f32>) {
     let mut data = Vec::with_capacity(n * k);
     for _ in 0..n {
         let row_scale = 0.25 + 2.0 * rng.unit();
@@ -56,7 +56,7 @@ fn weights(rng: &mut Rng, format: Format, n: usize, k: usize) -> (Weights, Vec<f
 
 /// Shapes (M, N, K in groups) per op: ragged N (not a multiple of rows per workgroup or
 /// tile), M = 1, 3, 17, and K = one group.
-fn shapes(op: Op) -> &'static [(usize, usize, usize)] {
+pub fn shapes(op: Op) -> &'static [(usize, usize, usize)] {
     match op {
         Op::Matvec => &[(1, 1, 1), (1, 7, 1), (1, 70, 3), (1, 257, 8)],
         Op::Matmul => &[(1, 5, 1), (3, 33, 2), (17, 70, 3), (40, 9, 4)],

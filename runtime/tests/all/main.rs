@@ -1,2 +1,3 @@
 //! runtime's one integration-test binary.
 mod exec;
+mod wasm;

@@ -1,0 +1,135 @@
+//! The WebAssembly backend: runs a kernel's SIMD or scalar module in wasmtime, in-process.
+//!
+//! Buffers are laid out as the manifest's ABI says (`codegen::wasm::abi`): from byte 1024
+//! on, 16-byte aligned, in the order weights, scales, mins, x, y; memory grows to fit.
+
+use crate::RuntimeError;
+use codegen::{KernelSpec, Weights, wasm};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Which of a kernel's two modules to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// The simd128 module.
+    Simd,
+    /// The module without SIMD.
+    Scalar,
+}
+
+impl Variant {
+    /// `simd` or `scalar`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Simd => "simd",
+            Variant::Scalar => "scalar",
+        }
+    }
+}
+
+/// A wasmtime engine with a module cache.
+pub struct WasmRunner {
+    engine: wasmtime::Engine,
+    modules: Mutex<HashMap<(String, Variant), wasmtime::Module>>,
+}
+
+fn err(kernel: &str, message: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Wasm { kernel: kernel.into(), message: message.to_string() }
+}
+
+impl WasmRunner {
+    /// A wasmtime engine with SIMD enabled (and nothing nondeterministic: no relaxed SIMD).
+    pub fn new() -> Result<WasmRunner, RuntimeError> {
+        let mut config = wasmtime::Config::new();
+        config.wasm_simd(true).wasm_relaxed_simd(false);
+        let engine = wasmtime::Engine::new(&config).map_err(|e| err("(engine)", e))?;
+        Ok(WasmRunner { engine, modules: Mutex::new(HashMap::new()) })
+    }
+
+    fn module(&self, spec: &KernelSpec, variant: Variant) -> Result<wasmtime::Module, RuntimeError> {
+        let key = (spec.name(), variant);
+        if let Some(m) = self.modules.lock().expect("module cache lock").get(&key) {
+            return Ok(m.clone());
+        }
+        let w = wasm::emit(spec)?;
+        let bytes = match variant {
+            Variant::Simd => &w.simd,
+            Variant::Scalar => &w.scalar,
+        };
+        let module = wasmtime::Module::new(&self.engine, bytes).map_err(|e| err(&key.0, e))?;
+        self.modules.lock().expect("module cache lock").insert(key, module.clone());
+        Ok(module)
+    }
+
+    /// Runs `spec`'s `variant` module: `Y[M x N] = X[M x K] · Wᵀ`.
+    pub fn run(
+        &self,
+        spec: &KernelSpec,
+        variant: Variant,
+        w: &Weights,
+        x: &[f32],
+        m: usize,
+    ) -> Result<Vec<f32>, RuntimeError> {
+        let name = spec.name();
+        crate::check_call(spec, w.format, w.n, w.k, x.len(), m)?;
+        let module = self.module(spec, variant)?;
+        let mut store = wasmtime::Store::new(&self.engine, ());
+        let instance = wasmtime::Instance::new(&mut store, &module, &[]).map_err(|e| err(&name, e))?;
+        let memory =
+            instance.get_memory(&mut store, "memory").ok_or_else(|| err(&name, "module exports no `memory`"))?;
+        let func = instance
+            .get_typed_func::<(i32, i32, i32, i32, i32, i32, i32, i32), ()>(&mut store, &name)
+            .map_err(|e| err(&name, e))?;
+
+        // Lay the buffers out from the scratch boundary on, 16-byte aligned.
+        let mut next = wasm::SCRATCH_BYTES as u64;
+        let mut place = |bytes: u64| {
+            let at = next;
+            next = (next + bytes).div_ceil(16) * 16;
+            at
+        };
+        let words_at = place(4 * w.words.len() as u64);
+        let scales_at = place(4 * w.scales.len() as u64);
+        let mins_at = place(4 * w.mins.len() as u64);
+        let x_at = place(4 * x.len() as u64);
+        let y_at = place(4 * (m * w.n) as u64);
+        if next > u32::MAX as u64 {
+            return Err(RuntimeError::Shape {
+                kernel: name,
+                message: format!("buffers need {next} bytes, over the 4 GiB a wasm32 memory can hold"),
+            });
+        }
+        let pages = next.div_ceil(65536);
+        let have = memory.size(&store);
+        if pages > have {
+            memory
+                .grow(&mut store, pages - have)
+                .map_err(|e| err(&name, format!("growing memory to {pages} pages: {e}")))?;
+        }
+        let mem = memory.data_mut(&mut store);
+        let mut put = |at: u64, data: &[u8]| mem[at as usize..at as usize + data.len()].copy_from_slice(data);
+        put(words_at, bytemuck::cast_slice(&w.words));
+        put(scales_at, bytemuck::cast_slice(&w.scales));
+        put(mins_at, bytemuck::cast_slice(&w.mins));
+        put(x_at, bytemuck::cast_slice(x));
+        let args = (words_at, scales_at, mins_at, x_at, y_at, m as u64, w.n as u64, w.k as u64);
+        let as_i32 = |v: u64| v as u32 as i32;
+        func.call(
+            &mut store,
+            (
+                as_i32(args.0),
+                as_i32(args.1),
+                as_i32(args.2),
+                as_i32(args.3),
+                as_i32(args.4),
+                as_i32(args.5),
+                as_i32(args.6),
+                as_i32(args.7),
+            ),
+        )
+        .map_err(|e| err(&name, e))?;
+        let mem = memory.data(&store);
+        let y = &mem[y_at as usize..y_at as usize + 4 * m * w.n];
+        Ok(y.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    }
+}

@@ -1,0 +1,38 @@
+//! The WASM modules (SIMD and scalar) of every kernel run in wasmtime and match the
+//! reference on the same random cases as the GPU kernels, within the f32 tolerance.
+
+use super::exec::{Rng, shapes, weights};
+use codegen::{KernelSpec, Target, Tier, reference};
+use runtime::wasm::{Variant, WasmRunner};
+
+#[test]
+fn every_wasm_module_matches_the_reference_in_wasmtime() {
+    let runner = WasmRunner::new().expect("wasmtime starts");
+    let mut rng = Rng(0x0a5e_77a5_0000_0002);
+    let (mut cases, mut worst) = (0, [0.0f64; 2]);
+    let mut failures = Vec::new();
+    // The modules do not depend on target or tier: one spec per op and format covers them.
+    for spec in KernelSpec::default_set(Target::Generic).into_iter().filter(|s| s.profile.tier == Tier::Base) {
+        for &(m, n, groups) in shapes(spec.op) {
+            let k = groups * spec.format.group_size() as usize;
+            let (w, _) = weights(&mut rng, spec.format, n, k);
+            let x: Vec<f32> = (0..m * k).map(|_| rng.value(1.0)).collect();
+            let want = reference::matmul(&w, &x, m);
+            for (i, variant) in [Variant::Simd, Variant::Scalar].into_iter().enumerate() {
+                match runner.run(&spec, variant, &w, &x, m) {
+                    Ok(got) => {
+                        worst[i] = worst[i].max(want.worst_relative_error(&got));
+                        if let Err(e) = want.compare(&got, Tier::Base.tolerance()) {
+                            failures.push(format!("{} {} M={m} N={n} K={k}: {e}", spec.name(), variant.name()));
+                        }
+                    }
+                    Err(e) => failures.push(format!("{} {}: {e}", spec.name(), variant.name())),
+                }
+                cases += 1;
+            }
+        }
+    }
+    eprintln!("wasmtime: {cases} cases; worst error / magnitude: simd {:.2e}, scalar {:.2e}", worst[0], worst[1]);
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(cases > 0);
+}
