@@ -3,7 +3,7 @@
 //! A package is a folder: one `.wgsl` per kernel and a `manifest.json` describing each
 //! (DESIGN's manifest contract: `target`, and per kernel `name`, `op`, `bits`,
 //! `group_size`, `tier`, `features`, `wgsl`, `entry_point`, `workgroup_size`, `bindings`,
-//! `params`, `dispatch`). Runtimes use only the manifest. Writing is all or nothing: every
+//! `params`, `dispatch`, `wasm`). Runtimes use only the manifest. Writing is all or nothing: every
 //! kernel is emitted and validated in memory first, files go to temporary names and are
 //! renamed into place, and on any failure everything written is removed.
 
@@ -71,6 +71,8 @@ pub struct KernelEntry {
     pub k_multiple_of: u32,
     /// Relative tolerance the kernel meets against the reference (see `reference.rs`).
     pub tolerance: f64,
+    /// The WebAssembly twins of the kernel and their ABI.
+    pub wasm: crate::wasm::Abi,
 }
 
 impl KernelEntry {
@@ -93,6 +95,7 @@ impl KernelEntry {
             dispatch: spec.dispatch(),
             k_multiple_of: spec.format.group_size(),
             tolerance: spec.profile.tier.tolerance(),
+            wasm: crate::wasm::abi(spec),
         }
     }
 }
@@ -103,10 +106,10 @@ pub struct Package {
     /// The manifest.
     pub manifest: Manifest,
     /// (file name, contents), manifest last.
-    pub files: Vec<(String, String)>,
+    pub files: Vec<(String, Vec<u8>)>,
 }
 
-/// Emits and validates every kernel of `specs` (all for `target`). `progress` is called
+/// Emits and validates every kernel of `specs` (WGSL and both WebAssembly modules) (all for `target`). `progress` is called
 /// after each kernel with (done, total, name).
 pub fn build(
     target: Target,
@@ -114,12 +117,15 @@ pub fn build(
     mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<Package, PackageError> {
     let mut kernels = Vec::with_capacity(specs.len());
-    let mut files = Vec::with_capacity(specs.len() + 1);
+    let mut files = Vec::with_capacity(3 * specs.len() + 1);
     for (i, spec) in specs.iter().enumerate() {
         debug_assert_eq!(spec.profile.target, target);
         let w = wgsl::emit(spec)?;
+        let m = crate::wasm::emit(spec)?;
         let entry = KernelEntry::new(spec, &w);
-        files.push((entry.wgsl.clone(), w.text));
+        files.push((entry.wgsl.clone(), w.text.into_bytes()));
+        files.push((entry.wasm.simd.clone(), m.simd));
+        files.push((entry.wasm.scalar.clone(), m.scalar));
         kernels.push(entry);
         progress(i + 1, specs.len(), &kernels[i].name);
     }
@@ -132,7 +138,7 @@ pub fn build(
         kernels,
     };
     let json = serde_json::to_string_pretty(&manifest).expect("manifest serializes") + "\n";
-    files.push(("manifest.json".into(), json));
+    files.push(("manifest.json".into(), json.into_bytes()));
     Ok(Package { manifest, files })
 }
 

@@ -4,4 +4,5 @@ mod decode;
 mod emit;
 mod format_doc;
 mod golden;
+mod golden_wat;
 mod spec;
