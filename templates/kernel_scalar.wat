@@ -20,7 +20,7 @@
     (param $M i32) (param $N i32) (param $K i32)
     (local $n i32) (local $blk i32) (local $blocks i32) (local $m i32) (local $g i32)
     (local $wb i32) (local $xa i32) (local $ya i32) (local $i i32)
-    (local $sc f32) (local $mi f32) (local $d f32) (local $xs f32)
+    (local $sc f32) (local $mi f32) (local $d f32) (local $xs f32) (local $racc f32)
     ;; y = 0
     (local.set $i (i32.const 0))
     (block $zeroed (loop $zero
@@ -34,7 +34,8 @@
     (block $rows_done (loop $row
       (br_if $rows_done (i32.ge_u (local.get $n) (local.get $N)))
       (local.set $blk (i32.const 0))
-      (block $blocks_done (loop $block
+{% if c.matvec %}      (local.set $racc (f32.const 0))
+{% endif %}      (block $blocks_done (loop $block
         (br_if $blocks_done (i32.ge_u (local.get $blk) (local.get $blocks)))
         ;; Decode the block's 32 values once into scratch[0..32] (f32).
 {{ c.decode }}
@@ -43,7 +44,16 @@
                                (i32.div_u (local.get $blk) (i32.const {{ c.blocks_per_group }}))))
         (local.set $sc (call $f16 (i32.load16_u (i32.add (local.get $s) (i32.shl (local.get $g) (i32.const 1))))))
 {% if c.asym %}        (local.set $mi (call $f16 (i32.load16_u (i32.add (local.get $mn) (i32.shl (local.get $g) (i32.const 1))))))
-{% endif %}{% endif %}        ;; Use it for every row of X.
+{% endif %}{% endif %}{% if c.matvec %}        ;; One row of x: accumulate scaled block sums per row.
+        (local.set $xa (i32.add (local.get $x) (i32.shl (local.get $blk) (i32.const 7))))
+        (local.set $d (f32.const 0))
+{% if c.asym %}        (local.set $xs (f32.const 0))
+{% endif %}{% for e in 0..32 %}        (local.set $d (f32.add (local.get $d) (f32.mul (f32.load offset={{ e * 4 }} (i32.const 0)) (f32.load offset={{ e * 4 }} (local.get $xa)))))
+{% if c.asym %}        (local.set $xs (f32.add (local.get $xs) (f32.load offset={{ e * 4 }} (local.get $xa))))
+{% endif %}{% endfor %}{% if c.quant %}        (local.set $d (f32.mul (local.get $sc) (local.get $d)))
+{% endif %}{% if c.asym %}        (local.set $d (f32.add (local.get $d) (f32.mul (local.get $mi) (local.get $xs))))
+{% endif %}        (local.set $racc (f32.add (local.get $racc) (local.get $d)))
+{% else %}        ;; Use it for every row of X.
         (local.set $xa (i32.add (local.get $x) (i32.shl (local.get $blk) (i32.const 7))))
         (local.set $ya (i32.add (local.get $y) (i32.shl (local.get $n) (i32.const 2))))
         (local.set $m (i32.const 0))
@@ -60,7 +70,8 @@
           (local.set $ya (i32.add (local.get $ya) (i32.shl (local.get $N) (i32.const 2))))
           (local.set $m (i32.add (local.get $m) (i32.const 1)))
           (br $xrow)))
-        (local.set $blk (i32.add (local.get $blk) (i32.const 1)))
+{% endif %}        (local.set $blk (i32.add (local.get $blk) (i32.const 1)))
         (br $block)))
-      (local.set $n (i32.add (local.get $n) (i32.const 1)))
+{% if c.matvec %}      (f32.store (i32.add (local.get $y) (i32.shl (local.get $n) (i32.const 2))) (local.get $racc))
+{% endif %}      (local.set $n (i32.add (local.get $n) (i32.const 1)))
       (br $row)))))

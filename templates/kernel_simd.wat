@@ -22,19 +22,14 @@
                  (v128.const f32x4 0x1p112 0x1p112 0x1p112 0x1p112))
       (i32x4.shl (v128.and (local.get $h) (v128.const i32x4 0x8000 0x8000 0x8000 0x8000)) (i32.const 16))))
 {% endif %}
-  ;; The sum of the four lanes, as ((l0 + l1) + (l2 + l3)).
-  (func $hsum (param $v v128) (result f32)
-    (f32.add
-      (f32.add (f32x4.extract_lane 0 (local.get $v)) (f32x4.extract_lane 1 (local.get $v)))
-      (f32.add (f32x4.extract_lane 2 (local.get $v)) (f32x4.extract_lane 3 (local.get $v)))))
-
+  ;; Lane sums are written out inline as ((l0 + l1) + (l2 + l3)): engines do not inline calls.
   (func (export "{{ c.name }}")
     (param $w i32) (param $s i32) (param $mn i32) (param $x i32) (param $y i32)
     (param $M i32) (param $N i32) (param $K i32)
     (local $n i32) (local $blk i32) (local $blocks i32) (local $m i32) (local $g i32)
     (local $wb i32) (local $xa i32) (local $ya i32) (local $i i32)
     (local $sc f32) (local $mi f32) (local $d f32)
-    (local $v v128) (local $c0 v128) (local $c1 v128) (local $t v128) (local $h v128) (local $acc v128)
+    (local $v v128) (local $racc v128) (local $c0 v128) (local $c1 v128) (local $t v128) (local $h v128) (local $acc v128)
     (local $q0 v128) (local $q1 v128) (local $q2 v128) (local $q3 v128)
     (local $q4 v128) (local $q5 v128) (local $q6 v128) (local $q7 v128)
     ;; y = 0
@@ -50,7 +45,8 @@
     (block $rows_done (loop $row
       (br_if $rows_done (i32.ge_u (local.get $n) (local.get $N)))
       (local.set $blk (i32.const 0))
-      (block $blocks_done (loop $block
+{% if c.matvec %}      (local.set $racc (v128.const i32x4 0 0 0 0))
+{% endif %}      (block $blocks_done (loop $block
         (br_if $blocks_done (i32.ge_u (local.get $blk) (local.get $blocks)))
         ;; Decode the block's 32 values once into $q0..$q7 (elements 4i .. 4i+3 in $qi).
 {{ c.decode }}
@@ -59,7 +55,29 @@
                                (i32.div_u (local.get $blk) (i32.const {{ c.blocks_per_group }}))))
         (local.set $sc (call $f16 (i32.load16_u (i32.add (local.get $s) (i32.shl (local.get $g) (i32.const 1))))))
 {% if c.asym %}        (local.set $mi (call $f16 (i32.load16_u (i32.add (local.get $mn) (i32.shl (local.get $g) (i32.const 1))))))
-{% endif %}{% endif %}        ;; Use it for every row of X.
+{% endif %}{% endif %}{% if c.matvec %}        ;; One row of x: accumulate scaled block sums in a vector; sum its lanes per row.
+        (local.set $xa (i32.add (local.get $x) (i32.shl (local.get $blk) (i32.const 7))))
+        (local.set $acc (f32x4.add
+          (f32x4.add
+            (f32x4.add (f32x4.mul (local.get $q0) (v128.load offset=0 (local.get $xa)))
+                       (f32x4.mul (local.get $q1) (v128.load offset=16 (local.get $xa))))
+            (f32x4.add (f32x4.mul (local.get $q2) (v128.load offset=32 (local.get $xa)))
+                       (f32x4.mul (local.get $q3) (v128.load offset=48 (local.get $xa)))))
+          (f32x4.add
+            (f32x4.add (f32x4.mul (local.get $q4) (v128.load offset=64 (local.get $xa)))
+                       (f32x4.mul (local.get $q5) (v128.load offset=80 (local.get $xa))))
+            (f32x4.add (f32x4.mul (local.get $q6) (v128.load offset=96 (local.get $xa)))
+                       (f32x4.mul (local.get $q7) (v128.load offset=112 (local.get $xa)))))))
+{% if c.quant %}        (local.set $racc (f32x4.add (local.get $racc) (f32x4.mul (local.get $acc) (f32x4.splat (local.get $sc)))))
+{% if c.asym %}        ;; asym: + min * (this block of x), lane-wise
+        (local.set $t (f32x4.add
+          (f32x4.add (f32x4.add (v128.load offset=0 (local.get $xa)) (v128.load offset=16 (local.get $xa)))
+                     (f32x4.add (v128.load offset=32 (local.get $xa)) (v128.load offset=48 (local.get $xa))))
+          (f32x4.add (f32x4.add (v128.load offset=64 (local.get $xa)) (v128.load offset=80 (local.get $xa)))
+                     (f32x4.add (v128.load offset=96 (local.get $xa)) (v128.load offset=112 (local.get $xa))))))
+        (local.set $racc (f32x4.add (local.get $racc) (f32x4.mul (local.get $t) (f32x4.splat (local.get $mi)))))
+{% endif %}{% else %}        (local.set $racc (f32x4.add (local.get $racc) (local.get $acc)))
+{% endif %}{% else %}        ;; Use it for every row of X.
         (local.set $xa (i32.add (local.get $x) (i32.shl (local.get $blk) (i32.const 7))))
         (local.set $ya (i32.add (local.get $y) (i32.shl (local.get $n) (i32.const 2))))
         (local.set $m (i32.const 0))
@@ -76,21 +94,22 @@
                          (f32x4.mul (local.get $q5) (v128.load offset=80 (local.get $xa))))
               (f32x4.add (f32x4.mul (local.get $q6) (v128.load offset=96 (local.get $xa)))
                          (f32x4.mul (local.get $q7) (v128.load offset=112 (local.get $xa)))))))
-{% if c.quant %}          (local.set $d (f32.mul (local.get $sc) (call $hsum (local.get $acc))))
+{% if c.quant %}          (local.set $d (f32.mul (local.get $sc) (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc))) (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc))))))
 {% if c.asym %}          ;; asym: + min * (sum of this block of x)
           (local.set $t (f32x4.add
             (f32x4.add (f32x4.add (v128.load offset=0 (local.get $xa)) (v128.load offset=16 (local.get $xa)))
                        (f32x4.add (v128.load offset=32 (local.get $xa)) (v128.load offset=48 (local.get $xa))))
             (f32x4.add (f32x4.add (v128.load offset=64 (local.get $xa)) (v128.load offset=80 (local.get $xa)))
                        (f32x4.add (v128.load offset=96 (local.get $xa)) (v128.load offset=112 (local.get $xa))))))
-          (local.set $d (f32.add (local.get $d) (f32.mul (local.get $mi) (call $hsum (local.get $t)))))
-{% endif %}{% else %}          (local.set $d (call $hsum (local.get $acc)))
+          (local.set $d (f32.add (local.get $d) (f32.mul (local.get $mi) (f32.add (f32.add (f32x4.extract_lane 0 (local.get $t)) (f32x4.extract_lane 1 (local.get $t))) (f32.add (f32x4.extract_lane 2 (local.get $t)) (f32x4.extract_lane 3 (local.get $t)))))))
+{% endif %}{% else %}          (local.set $d (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc))) (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc)))))
 {% endif %}          (f32.store (local.get $ya) (f32.add (f32.load (local.get $ya)) (local.get $d)))
           (local.set $xa (i32.add (local.get $xa) (i32.shl (local.get $K) (i32.const 2))))
           (local.set $ya (i32.add (local.get $ya) (i32.shl (local.get $N) (i32.const 2))))
           (local.set $m (i32.add (local.get $m) (i32.const 1)))
           (br $xrow)))
-        (local.set $blk (i32.add (local.get $blk) (i32.const 1)))
+{% endif %}        (local.set $blk (i32.add (local.get $blk) (i32.const 1)))
         (br $block)))
-      (local.set $n (i32.add (local.get $n) (i32.const 1)))
+{% if c.matvec %}      (f32.store (i32.add (local.get $y) (i32.shl (local.get $n) (i32.const 2))) (f32.add (f32.add (f32x4.extract_lane 0 (local.get $racc)) (f32x4.extract_lane 1 (local.get $racc))) (f32.add (f32x4.extract_lane 2 (local.get $racc)) (f32x4.extract_lane 3 (local.get $racc)))))
+{% endif %}      (local.set $n (i32.add (local.get $n) (i32.const 1)))
       (br $row)))))

@@ -61,7 +61,7 @@ impl WasmRunner {
         Ok(module)
     }
 
-    /// Runs `spec`'s `variant` module: `Y[M x N] = X[M x K] · Wᵀ`.
+    /// Runs `spec`'s `variant` module once: `Y[M x N] = X[M x K] · Wᵀ`.
     pub fn run(
         &self,
         spec: &KernelSpec,
@@ -70,16 +70,21 @@ impl WasmRunner {
         x: &[f32],
         m: usize,
     ) -> Result<Vec<f32>, RuntimeError> {
-        let name = spec.name();
         crate::check_call(spec, w.format, w.n, w.k, x.len(), m)?;
+        self.load(spec, variant, w, m)?.run(x)
+    }
+
+    /// Instantiates `spec`'s `variant` module with the weights copied in once, for `m` rows
+    /// of activations per call.
+    pub fn load(&self, spec: &KernelSpec, variant: Variant, w: &Weights, m: usize) -> Result<WasmKernel, RuntimeError> {
+        let name = spec.name();
+        crate::check_call(spec, w.format, w.n, w.k, m * w.k, m)?;
         let module = self.module(spec, variant)?;
         let mut store = wasmtime::Store::new(&self.engine, ());
         let instance = wasmtime::Instance::new(&mut store, &module, &[]).map_err(|e| err(&name, e))?;
         let memory =
             instance.get_memory(&mut store, "memory").ok_or_else(|| err(&name, "module exports no `memory`"))?;
-        let func = instance
-            .get_typed_func::<(i32, i32, i32, i32, i32, i32, i32, i32), ()>(&mut store, &name)
-            .map_err(|e| err(&name, e))?;
+        let func = instance.get_typed_func::<Args, ()>(&mut store, &name).map_err(|e| err(&name, e))?;
 
         // Lay the buffers out from the scratch boundary on, 16-byte aligned.
         let mut next = wasm::SCRATCH_BYTES as u64;
@@ -91,7 +96,7 @@ impl WasmRunner {
         let words_at = place(4 * w.words.len() as u64);
         let scales_at = place(4 * w.scales.len() as u64);
         let mins_at = place(4 * w.mins.len() as u64);
-        let x_at = place(4 * x.len() as u64);
+        let x_at = place(4 * (m * w.k) as u64);
         let y_at = place(4 * (m * w.n) as u64);
         if next > u32::MAX as u64 {
             return Err(RuntimeError::Shape {
@@ -111,25 +116,39 @@ impl WasmRunner {
         put(words_at, bytemuck::cast_slice(&w.words));
         put(scales_at, bytemuck::cast_slice(&w.scales));
         put(mins_at, bytemuck::cast_slice(&w.mins));
-        put(x_at, bytemuck::cast_slice(x));
-        let args = (words_at, scales_at, mins_at, x_at, y_at, m as u64, w.n as u64, w.k as u64);
-        let as_i32 = |v: u64| v as u32 as i32;
-        func.call(
-            &mut store,
-            (
-                as_i32(args.0),
-                as_i32(args.1),
-                as_i32(args.2),
-                as_i32(args.3),
-                as_i32(args.4),
-                as_i32(args.5),
-                as_i32(args.6),
-                as_i32(args.7),
-            ),
-        )
-        .map_err(|e| err(&name, e))?;
-        let mem = memory.data(&store);
-        let y = &mem[y_at as usize..y_at as usize + 4 * m * w.n];
+        // Offsets fit u32 (checked above); wasm passes them as i32 bit patterns.
+        let o = |v: u64| v as u32 as i32;
+        let args = (o(words_at), o(scales_at), o(mins_at), o(x_at), o(y_at), m as i32, w.n as i32, w.k as i32);
+        Ok(WasmKernel { name, store, memory, func, args, x_len: m * w.k, y_len: m * w.n })
+    }
+}
+
+type Args = (i32, i32, i32, i32, i32, i32, i32, i32);
+
+/// An instantiated kernel with its weights in memory.
+pub struct WasmKernel {
+    name: String,
+    store: wasmtime::Store<()>,
+    memory: wasmtime::Memory,
+    func: wasmtime::TypedFunc<Args, ()>,
+    args: Args,
+    x_len: usize,
+    y_len: usize,
+}
+
+impl WasmKernel {
+    /// Copies `x` in, calls the kernel and returns `y`.
+    pub fn run(&mut self, x: &[f32]) -> Result<Vec<f32>, RuntimeError> {
+        if x.len() != self.x_len {
+            return Err(RuntimeError::Shape {
+                kernel: self.name.clone(),
+                message: format!("x has {} values, the kernel was loaded for {}", x.len(), self.x_len),
+            });
+        }
+        let (x_at, y_at) = (self.args.3 as u32 as usize, self.args.4 as u32 as usize);
+        self.memory.data_mut(&mut self.store)[x_at..x_at + 4 * x.len()].copy_from_slice(bytemuck::cast_slice(x));
+        self.func.call(&mut self.store, self.args).map_err(|e| err(&self.name, e))?;
+        let y = &self.memory.data(&self.store)[y_at..y_at + 4 * self.y_len];
         Ok(y.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
     }
 }

@@ -106,6 +106,9 @@ pub fn abi(spec: &KernelSpec) -> Abi {
 /// Everything the WAT templates print.
 struct Context {
     name: String,
+    /// Matvec keeps a row's sum in registers; matmul reuses each decoded block for every
+    /// row of X and accumulates in `y`.
+    matvec: bool,
     description: String,
     quant: bool,
     asym: bool,
@@ -144,6 +147,7 @@ pub fn emit(spec: &KernelSpec) -> Result<Wasm, WasmError> {
     };
     let mut ctx = Context {
         name: name.clone(),
+        matvec: spec.op == crate::spec::Op::Matvec,
         description: format!("weights {scheme}; f32 arithmetic"),
         quant: !f.is_f16(),
         asym: f.has_min(),
