@@ -61,7 +61,9 @@ fn {{ c.name }}(
             ws[wrow * STRIDE + e + 1u] = {{ c.st }}(pair.y);
         }
 {% endif %}        workgroupBarrier();
-        var part: array<vec4<{{ c.st }}>, 4>;
+        // Explicitly zeroed: Tint (Dawn 0.6.2) zero-initializes a `var` in a loop body only
+        // once per invocation, so an implicit initializer would carry sums across blocks.
+        var part = array<vec4<{{ c.st }}>, 4>();
         for (var kk = 0u; kk < 32u; kk++) {
             let b = vec4<{{ c.st }}>(
                 ws[(tx * 4u) * STRIDE + kk],

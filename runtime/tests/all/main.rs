@@ -1,3 +1,4 @@
 //! runtime's one integration-test binary.
+mod diff;
 mod exec;
 mod wasm;
