@@ -69,6 +69,8 @@ pub struct KernelEntry {
     pub dispatch: Dispatch,
     /// Shape rule: K must be a multiple of this.
     pub k_multiple_of: u32,
+    /// Shape rule for M: `"1"` (matvec) or `"any"` (matmul).
+    pub m: &'static str,
     /// Relative tolerance the kernel meets against the reference (see `reference.rs`).
     pub tolerance: f64,
     /// The WebAssembly twins of the kernel and their ABI.
@@ -94,6 +96,7 @@ impl KernelEntry {
             params: PARAMS.to_vec(),
             dispatch: spec.dispatch(),
             k_multiple_of: spec.format.group_size(),
+            m: if spec.op == crate::spec::Op::Matvec { "1" } else { "any" },
             tolerance: spec.profile.tier.tolerance(),
             wasm: crate::wasm::abi(spec),
         }

@@ -62,6 +62,8 @@ pub struct Abi {
     pub args: [&'static str; 8],
     /// Buffer placement rules.
     pub layout: AbiLayout,
+    /// Relative tolerance against the reference: the modules compute in f32 on every tier.
+    pub tolerance: f64,
 }
 
 /// Where the host puts buffers.
@@ -93,13 +95,14 @@ pub fn abi(spec: &KernelSpec) -> Abi {
             align: 16,
             buffers: [
                 "weights: as the WGSL binding (docs/FORMAT.md)",
-                "scales: f16 pairs (ignored for bits 16)",
-                "mins: f16 pairs (asym only; pass 0 otherwise)",
+                "scales: f16 pairs (bits 16: any offset, never read)",
+                "mins: f16 pairs (asym only; otherwise any offset, never read)",
                 "x: f32, M x K row-major",
                 "y: f32, M x N row-major, written by the kernel",
             ],
             growth: "the module starts with one 64 KiB page; the host grows `memory` to fit its buffers before the call",
         },
+        tolerance: crate::profile::Tier::Base.tolerance(),
     }
 }
 
