@@ -36,3 +36,21 @@ fn every_wasm_module_matches_the_reference_in_wasmtime() {
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
     assert!(cases > 0);
 }
+
+/// Memory grows from the module's one page to what the buffers need (here ~9 MiB), and
+/// the result is still the reference's: no silent truncation.
+#[test]
+fn wasm_memory_grows_for_large_shapes() {
+    let runner = WasmRunner::new().expect("wasmtime starts");
+    let mut rng = Rng(0x0a5e_77a5_0000_0003);
+    let format = codegen::Format::quant(4, 128, codegen::Scheme::Asym).unwrap();
+    let spec = KernelSpec::new(codegen::Op::Matvec, format, Target::Generic, Tier::Base).unwrap();
+    let (n, k) = (4100, 4096);
+    let (w, _) = weights(&mut rng, format, n, k);
+    let x: Vec<f32> = (0..k).map(|_| rng.value(1.0)).collect();
+    let want = reference::matmul(&w, &x, 1);
+    for variant in [Variant::Simd, Variant::Scalar] {
+        let got = runner.run(&spec, variant, &w, &x, 1).unwrap();
+        want.compare(&got, Tier::Base.tolerance()).unwrap_or_else(|e| panic!("{}: {e}", variant.name()));
+    }
+}
