@@ -315,6 +315,21 @@ impl Profile {
         })
     }
 
+    /// The tier a device gets for `target`: the richest of the target's tiers whose features
+    /// the device has. f16 tiers trade accuracy (tolerance 1e-2 instead of 1e-5) for speed,
+    /// so they are chosen only when `allow_f16` is set. This is the one selection rule; the
+    /// runtimes implement it from the manifest.
+    pub fn select_tier(target: Target, has_shader_f16: bool, has_subgroups: bool, allow_f16: bool) -> Tier {
+        target
+            .info()
+            .tiers
+            .iter()
+            .copied()
+            .filter(|t| (!t.shader_f16() || (has_shader_f16 && allow_f16)) && (!t.subgroups() || has_subgroups))
+            .next_back()
+            .unwrap_or(Tier::Base)
+    }
+
     /// Every profile of every target, in table order.
     pub fn all() -> Vec<Profile> {
         TARGETS

@@ -16,6 +16,9 @@
 
 pub mod wasm;
 
+pub use codegen;
+use codegen::{Format, Op, Profile, Target};
+
 use codegen::{KernelSpec, Tier, Weights, wgsl};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -70,6 +73,126 @@ pub enum RuntimeError {
         /// wgpu's message.
         message: String,
     },
+}
+
+/// Which backend a [`Runtime`] runs kernels on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// wgpu (Vulkan, Metal, DX12, or WebGPU in a browser) at the given tier.
+    Gpu(Tier),
+    /// The WebAssembly twin in wasmtime.
+    Wasm(wasm::Variant),
+}
+
+/// What the user asks [`Runtime::with`] for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefer {
+    /// The GPU when an adapter is found, else WASM SIMD.
+    Auto,
+    /// The GPU, or an error.
+    Gpu,
+    /// WASM (SIMD, or scalar for hosts that want the baseline).
+    Wasm(wasm::Variant),
+}
+
+/// Runs shadergen kernels on the best backend at hand: one entry point for every op and
+/// format, with pipelines and modules compiled once and weights uploaded once.
+pub struct Runtime {
+    gpu: Option<Gpu>,
+    wasm: wasm::WasmRunner,
+    backend: Backend,
+}
+
+/// Weights uploaded for a [`Runtime`]: on the GPU once, and kept for the WASM backend.
+pub struct Uploaded {
+    weights: Weights,
+    gpu: Option<GpuWeights>,
+}
+
+impl Uploaded {
+    /// The format of the weights.
+    pub fn format(&self) -> Format {
+        self.weights.format
+    }
+}
+
+impl Runtime {
+    /// The GPU when an adapter is found (at the richest f32 tier it supports), else WASM SIMD.
+    pub fn new() -> Result<Runtime, RuntimeError> {
+        Runtime::with(Prefer::Auto)
+    }
+
+    /// A runtime on the backend asked for. `Prefer::Gpu` without an adapter is an error.
+    pub fn with(prefer: Prefer) -> Result<Runtime, RuntimeError> {
+        let wasm = wasm::WasmRunner::new()?;
+        let gpu = match prefer {
+            Prefer::Wasm(_) => None,
+            Prefer::Gpu => Some(Gpu::new()?),
+            Prefer::Auto => Gpu::new().ok(),
+        };
+        let backend = match (&gpu, prefer) {
+            (Some(g), _) => Backend::Gpu(Profile::select_tier(
+                Target::Native,
+                g.features.contains(wgpu::Features::SHADER_F16),
+                g.features.contains(wgpu::Features::SUBGROUP),
+                false,
+            )),
+            (None, Prefer::Wasm(v)) => Backend::Wasm(v),
+            (None, _) => Backend::Wasm(wasm::Variant::Simd),
+        };
+        Ok(Runtime { gpu, wasm, backend })
+    }
+
+    /// The backend kernels run on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The backend in words, for logs.
+    pub fn describe(&self) -> String {
+        match (&self.gpu, self.backend) {
+            (Some(g), Backend::Gpu(tier)) => format!("wgpu on {} at tier {tier}", g.describe()),
+            (_, Backend::Wasm(v)) => format!("wasmtime ({} module)", v.name()),
+            _ => "unknown".into(),
+        }
+    }
+
+    /// Uploads weights once for every later call.
+    pub fn upload(&self, w: &Weights) -> Uploaded {
+        Uploaded { weights: w.clone(), gpu: self.gpu.as_ref().map(|g| g.upload(w)) }
+    }
+
+    /// The kernel this runtime runs for `op` over weights of `format`.
+    pub fn spec(&self, op: Op, format: Format) -> KernelSpec {
+        let tier = match self.backend {
+            Backend::Gpu(t) => t,
+            Backend::Wasm(_) => Tier::Base,
+        };
+        KernelSpec::new(op, format, Target::Native, tier).expect("native has every tier")
+    }
+
+    /// `y[N] = W · x`.
+    pub fn matvec(&self, w: &Uploaded, x: &[f32]) -> Result<Vec<f32>, RuntimeError> {
+        self.run(Op::Matvec, w, x, 1)
+    }
+
+    /// `Y[M x N] = X[M x K] · Wᵀ`.
+    pub fn matmul(&self, w: &Uploaded, x: &[f32], m: usize) -> Result<Vec<f32>, RuntimeError> {
+        self.run(Op::Matmul, w, x, m)
+    }
+
+    /// Runs `op` over uploaded weights.
+    pub fn run(&self, op: Op, w: &Uploaded, x: &[f32], m: usize) -> Result<Vec<f32>, RuntimeError> {
+        let spec = self.spec(op, w.format());
+        match (self.backend, &self.gpu, &w.gpu) {
+            (Backend::Gpu(_), Some(g), Some(gw)) => g.run(&spec, gw, x, m),
+            (Backend::Wasm(v), _, _) => self.wasm.run(&spec, v, &w.weights, x, m),
+            _ => Err(RuntimeError::Shape {
+                kernel: spec.name(),
+                message: "these weights were uploaded for another runtime".into(),
+            }),
+        }
+    }
 }
 
 /// A wgpu device with a pipeline cache.

@@ -300,3 +300,16 @@ proptest! {
         prop_assert!(y as u64 * 32 >= m as u64 && (y as u64 - 1) * 32 < m as u64);
     }
 }
+
+#[test]
+fn tier_selection_takes_the_richest_tier_the_device_has() {
+    use codegen::{Profile, Target, Tier};
+    assert_eq!(Profile::select_tier(Target::Chrome, true, true, false), Tier::Subgroups);
+    assert_eq!(Profile::select_tier(Target::Chrome, true, true, true), Tier::F16Subgroups);
+    assert_eq!(Profile::select_tier(Target::Chrome, false, true, true), Tier::Subgroups);
+    assert_eq!(Profile::select_tier(Target::Chrome, true, false, true), Tier::F16);
+    assert_eq!(Profile::select_tier(Target::Chrome, false, false, true), Tier::Base);
+    // Firefox and Safari have no subgroup tier, whatever the device has.
+    assert_eq!(Profile::select_tier(Target::Firefox, true, true, true), Tier::F16);
+    assert_eq!(Profile::select_tier(Target::Safari, false, true, true), Tier::Base);
+}

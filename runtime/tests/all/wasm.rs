@@ -54,3 +54,36 @@ fn wasm_memory_grows_for_large_shapes() {
         want.compare(&got, Tier::Base.tolerance()).unwrap_or_else(|e| panic!("{}: {e}", variant.name()));
     }
 }
+
+/// `Runtime` runs the same kernel on the GPU and on both WASM modules, with the weights
+/// uploaded once, and each agrees with the reference; the forced choices are honoured.
+#[test]
+fn runtime_runs_on_every_backend() {
+    use runtime::{Backend, Prefer, Runtime};
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let mut rng = Rng(0x0a5e_77a5_0000_0004);
+    let format = codegen::Format::quant(3, 64, codegen::Scheme::Sym).unwrap();
+    let (w, _) = weights(&mut rng, format, 37, 256);
+    let x: Vec<f32> = (0..3 * 256).map(|_| rng.value(1.0)).collect();
+    let mut prefs = vec![Prefer::Wasm(Variant::Simd), Prefer::Wasm(Variant::Scalar)];
+    match Runtime::with(Prefer::Gpu) {
+        Ok(_) => prefs.push(Prefer::Gpu),
+        Err(e) if ci => panic!("CI requires a wgpu adapter: {e}"),
+        Err(e) => eprintln!("SKIPPED the GPU backend: {e}"),
+    }
+    for prefer in prefs {
+        let rt = Runtime::with(prefer).unwrap();
+        match (prefer, rt.backend()) {
+            (Prefer::Wasm(v), Backend::Wasm(b)) => assert_eq!(v, b),
+            (Prefer::Gpu, Backend::Gpu(tier)) => assert!(!tier.shader_f16(), "f16 tiers only when asked for"),
+            other => panic!("asked {:?}, got {:?}", other.0, other.1),
+        }
+        let up = rt.upload(&w);
+        let y = rt.matvec(&up, &x[..256]).unwrap();
+        reference::matmul(&w, &x[..256], 1).compare(&y, Tier::Base.tolerance()).unwrap();
+        let y = rt.matmul(&up, &x, 3).unwrap();
+        reference::matmul(&w, &x, 3).compare(&y, Tier::Base.tolerance()).unwrap();
+        // A shape mistake is an error, not a panic.
+        assert!(rt.matvec(&up, &x[..255]).is_err(), "{}", rt.describe());
+    }
+}
