@@ -154,6 +154,16 @@ impl Format {
         }
         Ok(())
     }
+    /// The format in words, for the comment at the top of emitted kernels.
+    pub fn describe(self) -> String {
+        if self.is_f16() {
+            "unquantized f16".into()
+        } else {
+            let scheme = if self.has_min() { "scale + min" } else { "symmetric scale" };
+            format!("{}-bit codes, group {}, {scheme}", self.bits, self.group_size)
+        }
+    }
+
     /// A short stable name: `q4g32s`, `q3g128a`, `f16`.
     pub fn tag(self) -> String {
         if self.is_f16() {

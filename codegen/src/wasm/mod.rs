@@ -138,16 +138,7 @@ struct Scalar<'a> {
 pub fn emit(spec: &KernelSpec) -> Result<Wasm, WasmError> {
     let name = spec.name();
     let f = spec.format;
-    let scheme = if f.is_f16() {
-        "unquantized f16".to_string()
-    } else {
-        format!(
-            "{}-bit codes, group {}, {}",
-            f.bits(),
-            f.group_size(),
-            if f.has_min() { "scale + min" } else { "symmetric scale" }
-        )
-    };
+    let scheme = f.describe();
     let mut ctx = Context {
         name: name.clone(),
         matvec: spec.op == crate::spec::Op::Matvec,

@@ -80,16 +80,7 @@ impl Context {
             "matmul template is an 8x8 grid of 4x4 micro-tiles"
         );
         let stride = 33; // 32 + 1: neighbouring rows of a tile start in different banks
-        let scheme = if f.is_f16() {
-            "unquantized f16".to_string()
-        } else {
-            format!(
-                "{}-bit codes, group {}, {}",
-                f.bits(),
-                f.group_size(),
-                if f.has_min() { "scale + min" } else { "symmetric scale" }
-            )
-        };
+        let scheme = f.describe();
         Context {
             name: spec.name(),
             directives,
