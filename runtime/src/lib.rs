@@ -222,7 +222,9 @@ impl Gpu {
         let adapter = pollster::block_on(wgpu::util::initialize_adapter_from_env_or_default(&instance, None))
             .map_err(|e| RuntimeError::NoAdapter(format!("{e}")))?;
         let info = adapter.get_info();
-        let features = adapter.features() & (wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP);
+        // Timestamp queries only serve the benchmark; asking for them changes no kernel.
+        let features = adapter.features()
+            & (wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("shadergen"),
             required_features: features,
@@ -237,6 +239,36 @@ impl Gpu {
     /// The adapter's name, driver and backend, for reports.
     pub fn describe(&self) -> String {
         format!("{} ({}, {:?})", self.info.name, self.info.driver_info, self.info.backend)
+    }
+
+    /// The wgpu device (for benchmarks and hosts that add their own passes).
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The device's queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// Whether the device was given timestamp queries.
+    pub fn has_timestamps(&self) -> bool {
+        self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// The compiled pipeline of a kernel (cached).
+    pub fn kernel_pipeline(&self, spec: &KernelSpec) -> Result<wgpu::ComputePipeline, RuntimeError> {
+        self.pipeline(spec)
+    }
+
+    /// The buffers of uploaded weights, by binding name (`weights`, `scales`, `mins`).
+    pub fn weight_buffer<'a>(&self, w: &'a GpuWeights, name: &str) -> Option<&'a wgpu::Buffer> {
+        match name {
+            "weights" => Some(&w.words),
+            "scales" => w.scales.as_ref(),
+            "mins" => w.mins.as_ref(),
+            _ => None,
+        }
     }
 
     /// Whether this device can run kernels of `tier`.

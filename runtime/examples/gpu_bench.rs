@@ -1,0 +1,390 @@
+//! GPU benchmark (not a test): matvec and matmul kernels against ceilings measured in the
+//! same run on the same device.
+//!
+//! - Ceiling for memory-bound kernels: a streaming read (`vec4<u32>` loads, grid-stride) of
+//!   1 GiB, and of exactly the bytes each kernel moves (weights + scales + mins + x + y).
+//! - Ceiling for matmul: an FMA loop (8 independent vec4 chains per invocation).
+//! - Timing: timestamp queries around each dispatch, 300 ms of warm-up (clocks ramp up from
+//!   idle), the median of many dispatches, weights rotated over copies totalling at least
+//!   256 MiB so that the L2 cache cannot serve them.
+//!
+//! Writes a table and `bench/results.json` (or the path given): rows with `device`,
+//! `driver`, `op`, `bits`, `shape`, `median_us`, `throughput`, `unit`, `ceiling`, `ratio`.
+//!
+//! cargo run --release -p shadergen-runtime --example gpu_bench [-- OUT.json [--quick]]
+
+use codegen::{Format, KernelSpec, Op, Profile, Scheme, Target, Weights, wgsl};
+use runtime::Gpu;
+use std::time::{Duration, Instant};
+use wgpu::util::DeviceExt;
+
+const READ_WGSL: &str = "
+@group(0) @binding(0) var<storage, read> src: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read_write> dst: array<u32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    var acc = vec4<u32>(0u);
+    let stride = nwg.x * 256u;
+    let len = arrayLength(&src);
+    for (var i = gid.x; i < len; i += stride) {
+        acc ^= src[i];
+    }
+    dst[gid.x] = acc.x ^ acc.y ^ acc.z ^ acc.w;
+}
+";
+
+const FMA_WGSL: &str = "
+@group(0) @binding(0) var<storage, read_write> dst: array<vec4<f32>>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let s = f32(gid.x) * 1e-9;
+    var a0 = vec4<f32>(s); var a1 = a0 + 1.0; var a2 = a0 + 2.0; var a3 = a0 + 3.0;
+    var a4 = a0 + 4.0; var a5 = a0 + 5.0; var a6 = a0 + 6.0; var a7 = a0 + 7.0;
+    let m = vec4<f32>(0.999999);
+    let c = vec4<f32>(1e-7);
+    for (var i = 0u; i < 1024u; i++) {
+        a0 = fma(a0, m, c); a1 = fma(a1, m, c); a2 = fma(a2, m, c); a3 = fma(a3, m, c);
+        a4 = fma(a4, m, c); a5 = fma(a5, m, c); a6 = fma(a6, m, c); a7 = fma(a7, m, c);
+    }
+    dst[gid.x] = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
+}
+";
+/// FLOPs of one FMA_WGSL invocation: 1024 iterations x 8 vec4 FMAs x 4 lanes x 2.
+const FMA_FLOPS_PER_INVOCATION: f64 = 1024.0 * 8.0 * 4.0 * 2.0;
+
+struct Timer<'a> {
+    gpu: &'a Gpu,
+    queries: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    read: wgpu::Buffer,
+    period_ns: f64,
+}
+
+const BATCH: u32 = 32;
+
+impl<'a> Timer<'a> {
+    fn new(gpu: &'a Gpu) -> Timer<'a> {
+        let d = gpu.device();
+        let queries = d.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2 * BATCH,
+        });
+        let size = 16 * BATCH as u64;
+        let resolve = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("resolve"),
+            size,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let read = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps read"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Timer { gpu, queries, resolve, read, period_ns: gpu.queue().get_timestamp_period() as f64 }
+    }
+
+    /// Dispatches `runs` times (bind group `i % groups.len()` for run i), each in its own
+    /// timed pass; returns the per-dispatch times in microseconds.
+    fn time(&self, pipeline: &wgpu::ComputePipeline, groups: &[wgpu::BindGroup], wg: [u32; 3], runs: u32) -> Vec<f64> {
+        let mut out = Vec::new();
+        let mut done = 0;
+        while done < runs {
+            let n = BATCH.min(runs - done);
+            let mut enc = self.gpu.device().create_command_encoder(&Default::default());
+            for i in 0..n {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: None,
+                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                        query_set: &self.queries,
+                        beginning_of_pass_write_index: Some(2 * i),
+                        end_of_pass_write_index: Some(2 * i + 1),
+                    }),
+                });
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, &groups[((done + i) as usize) % groups.len()], &[]);
+                pass.dispatch_workgroups(wg[0], wg[1], wg[2]);
+            }
+            enc.resolve_query_set(&self.queries, 0..2 * n, &self.resolve, 0);
+            enc.copy_buffer_to_buffer(&self.resolve, 0, &self.read, 0, 16 * n as u64);
+            self.gpu.queue().submit([enc.finish()]);
+            let slice = self.read.slice(..16 * n as u64);
+            slice.map_async(wgpu::MapMode::Read, |_| {});
+            self.gpu.device().poll(wgpu::PollType::wait_indefinitely()).expect("poll");
+            {
+                let bytes = slice.get_mapped_range().expect("mapped");
+                let ts: Vec<u64> = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
+                for i in 0..n as usize {
+                    out.push(ts[2 * i + 1].saturating_sub(ts[2 * i]) as f64 * self.period_ns / 1e3);
+                }
+            }
+            self.read.unmap();
+            done += n;
+        }
+        out
+    }
+
+    /// Dispatches without timing until `wall` has passed (clocks ramp up from idle).
+    fn warm(&self, pipeline: &wgpu::ComputePipeline, groups: &[wgpu::BindGroup], wg: [u32; 3], wall: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < wall {
+            self.time(pipeline, groups, wg, BATCH);
+        }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn storage(gpu: &Gpu, label: &str, bytes: u64) -> wgpu::Buffer {
+    gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: bytes.max(16).div_ceil(16) * 16,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
+fn compute_pipeline(gpu: &Gpu, src: &str) -> wgpu::ComputePipeline {
+    let d = gpu.device();
+    let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: None,
+        source: wgpu::ShaderSource::Wgsl(src.into()),
+    });
+    d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: None,
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    })
+}
+
+/// Streaming read of `bytes` (rounded to 16), over copies rotating past the cache.
+/// Returns GB/s.
+fn read_ceiling(gpu: &Gpu, timer: &Timer, bytes: u64, runs: u32) -> f64 {
+    let pipeline = compute_pipeline(gpu, READ_WGSL);
+    let bytes = bytes.div_ceil(16) * 16;
+    let copies = (256u64 << 20).div_ceil(bytes).clamp(1, 64);
+    let workgroups = 132 * 16;
+    let dst = storage(gpu, "read dst", 4 * 256 * workgroups as u64);
+    let groups: Vec<_> = (0..copies)
+        .map(|_| {
+            let src = storage(gpu, "read src", bytes);
+            gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &[
+                    wgpu::BindGroupEntry { binding: 0, resource: src.as_entire_binding() },
+                    wgpu::BindGroupEntry { binding: 1, resource: dst.as_entire_binding() },
+                ],
+            })
+        })
+        .collect();
+    let wg = [workgroups, 1, 1];
+    timer.warm(&pipeline, &groups, wg, Duration::from_millis(100));
+    bytes as f64 / median(timer.time(&pipeline, &groups, wg, runs)) / 1e3
+}
+
+fn fma_ceiling(gpu: &Gpu, timer: &Timer, quick: bool) -> f64 {
+    let pipeline = compute_pipeline(gpu, FMA_WGSL);
+    // Enough invocations to fill an H100 (132 SMs) many times over; --quick for CPU adapters.
+    let workgroups = if quick { 4 } else { 132 * 64 };
+    let dst = storage(gpu, "fma dst", 16 * 256 * workgroups as u64);
+    let group = gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &[wgpu::BindGroupEntry { binding: 0, resource: dst.as_entire_binding() }],
+    });
+    let wg = [workgroups, 1, 1];
+    if !quick {
+        timer.warm(&pipeline, std::slice::from_ref(&group), wg, Duration::from_millis(100));
+    }
+    let us = median(timer.time(&pipeline, std::slice::from_ref(&group), wg, if quick { 5 } else { 50 }));
+    FMA_FLOPS_PER_INVOCATION * 256.0 * workgroups as f64 / us / 1e3
+}
+
+struct Row {
+    op: &'static str,
+    bits: u32,
+    shape: String,
+    median_us: f64,
+    throughput: f64,
+    unit: &'static str,
+    ceiling: f64,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let out = args.iter().find(|a| !a.starts_with("--")).cloned().unwrap_or("bench/results.json".into());
+    let quick = args.iter().any(|a| a == "--quick");
+    let gpu = Gpu::new().expect("a wgpu adapter");
+    assert!(gpu.has_timestamps(), "the adapter has no timestamp queries");
+    let timer = Timer::new(&gpu);
+    let device = gpu.describe();
+    println!("device: {device}");
+    // The device's own f32 tier: subgroups where it has them.
+    let tier = Profile::select_tier(
+        Target::Native,
+        gpu.supports(codegen::Tier::F16),
+        gpu.supports(codegen::Tier::Subgroups),
+        false,
+    );
+    let runs = if quick { 20 } else { 200 };
+
+    // Warm the clocks on a long read before anything is timed. (--quick: 64 MiB, for CPU
+    // adapters.)
+    let big: u64 = if quick { 64 << 20 } else { 1 << 30 };
+    let gib = read_ceiling(&gpu, &timer, big, 5);
+    let start = Instant::now();
+    let mut gib_runs = Vec::new();
+    while start.elapsed() < Duration::from_millis(300) {
+        gib_runs.push(read_ceiling(&gpu, &timer, big, 5));
+    }
+    let gib = gib.max(median(gib_runs));
+    let fma = fma_ceiling(&gpu, &timer, quick);
+    println!("ceilings: streaming read of {} MiB {gib:.1} GB/s; FMA {fma:.1} GFLOP/s; tier {tier}", big >> 20);
+
+    let mut rows = vec![
+        Row {
+            op: "read",
+            bits: 0,
+            shape: format!("{}MiB", big >> 20),
+            median_us: big as f64 / gib / 1e3,
+            throughput: gib,
+            unit: "GB/s",
+            ceiling: gib,
+        },
+        Row { op: "fma", bits: 32, shape: "-".into(), median_us: 0.0, throughput: fma, unit: "GFLOP/s", ceiling: fma },
+    ];
+    let matvec_shapes: &[(usize, usize)] =
+        if quick { &[(4096, 4096)] } else { &[(4096, 4096), (4096, 14336), (14336, 4096), (16384, 16384)] };
+    let matmul_ms: &[usize] = if quick { &[16] } else { &[16, 128, 512] };
+    let mut cases: Vec<(Op, usize, usize, usize)> = matvec_shapes.iter().map(|&(n, k)| (Op::Matvec, 1, n, k)).collect();
+    cases.extend(matmul_ms.iter().map(|&m| (Op::Matmul, m, 4096, 4096)));
+    println!(
+        "{:<7} {:>4} {:>18} {:>11} {:>12} {:>10} {:>7}",
+        "op", "bits", "shape", "median us", "throughput", "ceiling", "ratio"
+    );
+    for &(op, m, n, k) in &cases {
+        for bits in [2, 3, 4, 8, 16] {
+            let format = Format::from_bits(bits, 32, Scheme::Sym).unwrap();
+            let spec = KernelSpec::new(op, format, Target::Native, tier).unwrap();
+            let shape = format!("{m}x{n}x{k}");
+            if let Err(e) = spec.check_shape(m as u64, n as u64, k as u64) {
+                println!("{:<7} {:>4} {:>18}  skipped: {e}", op.name(), bits, shape);
+                continue;
+            }
+            // Random data; the kernels' work does not depend on the values.
+            let mut seed = 0x9e37_79b9u32 ^ (bits * 7919) ^ (n as u32);
+            let data: Vec<f32> = (0..n * k)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
+                })
+                .collect();
+            let w = Weights::quantize(format, n, k, &data).unwrap();
+            drop(data);
+            let bytes = (w.bytes() + 4 * m * k + 4 * m * n) as u64;
+            let copies = (256u64 << 20).div_ceil(w.bytes() as u64).clamp(1, 32) as usize;
+            let pipeline = gpu.kernel_pipeline(&spec).unwrap();
+            let uploads: Vec<_> = (0..copies).map(|_| gpu.upload(&w)).collect();
+            let params = gpu.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: bytemuck::cast_slice(&[m as u32, n as u32, k as u32, 0]),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+            let x = storage(&gpu, "x", 4 * (m * k) as u64);
+            let y = storage(&gpu, "y", 4 * (m * n) as u64);
+            let groups: Vec<_> = uploads
+                .iter()
+                .map(|u| {
+                    let entries: Vec<_> = wgsl::bindings(&spec)
+                        .iter()
+                        .map(|b| wgpu::BindGroupEntry {
+                            binding: b.binding,
+                            resource: match b.name {
+                                "params" => params.as_entire_binding(),
+                                "x" => x.as_entire_binding(),
+                                "y" => y.as_entire_binding(),
+                                other => gpu.weight_buffer(u, other).expect("weight buffer").as_entire_binding(),
+                            },
+                        })
+                        .collect();
+                    gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: None,
+                        layout: &pipeline.get_bind_group_layout(0),
+                        entries: &entries,
+                    })
+                })
+                .collect();
+            let wg = spec.workgroups(m as u32, n as u32);
+            timer.warm(&pipeline, &groups, wg, Duration::from_millis(if quick { 50 } else { 300 }));
+            let us = median(timer.time(&pipeline, &groups, wg, runs));
+            let row = if op == Op::Matvec {
+                let ceiling = read_ceiling(&gpu, &timer, bytes, runs);
+                Row {
+                    op: op.name(),
+                    bits,
+                    shape,
+                    median_us: us,
+                    throughput: bytes as f64 / us / 1e3,
+                    unit: "GB/s",
+                    ceiling,
+                }
+            } else {
+                let flops = 2.0 * (m * n * k) as f64;
+                Row {
+                    op: op.name(),
+                    bits,
+                    shape,
+                    median_us: us,
+                    throughput: flops / us / 1e3,
+                    unit: "GFLOP/s",
+                    ceiling: fma,
+                }
+            };
+            println!(
+                "{:<7} {:>4} {:>18} {:>11.1} {:>8.1} {:<7} {:>8.1} {:>7.3}",
+                row.op,
+                row.bits,
+                row.shape,
+                row.median_us,
+                row.throughput,
+                row.unit,
+                row.ceiling,
+                row.throughput / row.ceiling
+            );
+            rows.push(row);
+        }
+    }
+    let (name, driver) = device.split_once(" (").unwrap_or((&device, ""));
+    let json_rows: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "    {{\"device\": {:?}, \"driver\": {:?}, \"op\": \"{}\", \"bits\": {}, \"shape\": \"{}\", \"median_us\": {:.2}, \"throughput\": {:.2}, \"unit\": \"{}\", \"ceiling\": {:.2}, \"ratio\": {:.4}}}",
+                name,
+                driver.trim_end_matches(')'),
+                r.op,
+                r.bits,
+                r.shape,
+                r.median_us,
+                r.throughput,
+                r.unit,
+                r.ceiling,
+                r.throughput / r.ceiling
+            )
+        })
+        .collect();
+    let json = format!("{{\n  \"tier\": \"{tier}\",\n  \"rows\": [\n{}\n  ]\n}}\n", json_rows.join(",\n"));
+    std::fs::write(&out, json).unwrap_or_else(|e| panic!("writing {out}: {e}"));
+    println!("wrote {out}");
+}
