@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Sets up every test engine (Mesa lavapipe, Dawn for Node) and runs all tests:
 # the Rust workspace (codec, golden snapshots, naga validation, execution on wgpu/lavapipe,
-# CLI) and the Node suite (Tint compiles every emitted kernel through Dawn on lavapipe).
+# the six-engine differential harness, the macro's compile-fail tests, CLI), the downstream
+# example, and the Node suite (Tint compiles every emitted kernel through Dawn on lavapipe).
 # With CI=true a missing engine fails the run instead of being skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/setup.sh
 echo "==> cargo test (workspace)"
 cargo test --workspace --locked
+echo "==> downstream example (a user's crate: #[kernel] on the GPU and in WASM)"
+cargo run -q -p shadergen-downstream-example --locked
 echo "==> node --test (Dawn / Tint)"
 cargo build -q -p shadergen --locked
 npm test
