@@ -325,8 +325,7 @@ impl Profile {
             .tiers
             .iter()
             .copied()
-            .filter(|t| (!t.shader_f16() || (has_shader_f16 && allow_f16)) && (!t.subgroups() || has_subgroups))
-            .next_back()
+            .rfind(|t| (!t.shader_f16() || (has_shader_f16 && allow_f16)) && (!t.subgroups() || has_subgroups))
             .unwrap_or(Tier::Base)
     }
 
