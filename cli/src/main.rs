@@ -254,7 +254,15 @@ fn select(args: &EmitArgs) -> Result<Selection, SpecError> {
     } else {
         args.tier.iter().map(|t| Profile::parse_tier(target, t)).collect::<Result<_, _>>()?
     };
-    let specs = KernelSpec::select(target, &dedup(ops), &dedup(bits), &dedup(groups), &dedup(schemes), &dedup(tiers))?;
+    let specs = KernelSpec::select(
+        target,
+        &dedup(ops),
+        &dedup(bits),
+        &dedup(groups),
+        &dedup(schemes),
+        &codegen::kv::HEAD_DIMS,
+        &dedup(tiers),
+    )?;
     Ok(Selection { target, specs })
 }
 
@@ -335,6 +343,8 @@ fn describe_op(op: Op) -> &'static str {
     match op {
         Op::Matvec => "decode: y[N] = W[N x K] . x[K]",
         Op::Matmul => "prefill: Y[M x N] = X[M x K] . W[N x K]^T",
+        Op::KvAppend => "quantize new tokens' K and V into a KV cache (f16 residual window)",
+        Op::KvAttend => "decode attention over a quantized KV cache (GQA, flash-decoding splits)",
     }
 }
 

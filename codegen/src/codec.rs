@@ -70,6 +70,12 @@ pub fn half_at(words: &[u32], i: usize) -> u16 {
     (words[i / 2] >> (16 * (i % 2))) as u16
 }
 
+/// Sets element `i` of a [`pack_halves`] array to the f16 bit pattern `h`.
+pub fn set_half(words: &mut [u32], i: usize, h: u16) {
+    let shift = 16 * (i % 2);
+    words[i / 2] = (words[i / 2] & !(0xffff << shift)) | (h as u32) << shift;
+}
+
 /// A weight matrix W[N x K] in one of the formats, as the kernels read it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Weights {
@@ -88,13 +94,13 @@ pub struct Weights {
 }
 
 /// The smallest f16 not below `v` (round toward +inf), so a scale never shrinks a step.
-fn f16_up(v: f32) -> f16 {
+pub(crate) fn f16_up(v: f32) -> f16 {
     let h = f16::from_f32(v);
     if h.to_f32() >= v { h } else { f16::from_bits(next_up_bits(h.to_bits())) }
 }
 
 /// The largest f16 not above `v` (round toward −inf), so a min never exceeds the group minimum.
-fn f16_down(v: f32) -> f16 {
+pub(crate) fn f16_down(v: f32) -> f16 {
     let h = f16::from_f32(v);
     if h.to_f32() <= v { h } else { f16::from_bits(next_down_bits(h.to_bits())) }
 }
@@ -117,6 +123,75 @@ fn next_down_bits(b: u16) -> u16 {
     } else {
         b - 1
     }
+}
+
+/// Why one group could not be quantized; [`GroupError::at`] names the row and column.
+#[derive(Debug)]
+pub(crate) enum GroupError {
+    /// The scale overflows f16; the group's range.
+    Scale(f32),
+    /// The min overflows f16: (index in the group, value).
+    Min(usize, f32),
+}
+
+impl GroupError {
+    fn at(self, row: usize, group: usize, g: usize) -> CodecError {
+        match self {
+            GroupError::Scale(range) => CodecError::ScaleOverflow { row, group, range },
+            GroupError::Min(j, value) => CodecError::F16Overflow { row, col: group * g + j, value },
+        }
+    }
+}
+
+/// `1 / (2^bits − 1)` rounded to f32: asym scales are computed with this product rather than
+/// a division, because WGSL allows a division 2.5 ULP of error and a product none.
+pub fn inv_max_code(bits: u32) -> f32 {
+    1.0 / ((1u32 << bits) - 1) as f32
+}
+
+/// Quantizes one group of finite `vals` into `codes` (same length); returns the f16 scale and
+/// min (zero for `sym`). The rules of `docs/FORMAT.md` §5, in f32 with IEEE rounding: the
+/// WGSL and WASM `kv-append` kernels evaluate exactly these operations in this order.
+pub(crate) fn quantize_group(format: Format, vals: &[f32], codes: &mut [u8]) -> Result<(f16, f16), GroupError> {
+    let maxq = format.max_code();
+    let zero = format.zero_point();
+    let (lo, hi) = vals.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    let (scale, min) = match format.scheme() {
+        Scheme::Sym => {
+            let amax = lo.abs().max(hi.abs());
+            // Levels −(2^(b−1)−1)..2^(b−1)−1 cover ±amax; the most negative code is spare.
+            let s = f16_up(amax / (zero - 1).max(1) as f32);
+            if s.is_infinite() {
+                return Err(GroupError::Scale(amax));
+            }
+            (s, f16::ZERO)
+        }
+        Scheme::Asym => {
+            let m = f16_down(lo);
+            if m.is_infinite() {
+                return Err(GroupError::Min(vals.iter().position(|&v| v == lo).unwrap_or(0), lo));
+            }
+            let s = f16_up((hi - m.to_f32()) * inv_max_code(format.bits()));
+            if s.is_infinite() {
+                return Err(GroupError::Scale(hi - lo));
+            }
+            (s, m)
+        }
+    };
+    let sf = scale.to_f32();
+    for (c, &v) in codes.iter_mut().zip(vals) {
+        let q = if sf == 0.0 {
+            zero as f32
+        } else {
+            match format.scheme() {
+                Scheme::Sym => (v / sf).round() + zero as f32,
+                // floor(x + 0.5), not round(): WGSL's round() breaks ties to even.
+                Scheme::Asym => ((v - min.to_f32()) / sf + 0.5).floor(),
+            }
+        };
+        *c = q.clamp(0.0, maxq as f32) as u8;
+    }
+    Ok((scale, min))
 }
 
 impl Weights {
@@ -152,52 +227,14 @@ impl Weights {
             return Ok(Weights { format, n, k, words: pack_halves(&halves), scales: vec![], mins: vec![] });
         }
         let g = format.group_size() as usize;
-        let groups = k / g;
-        let maxq = format.max_code();
-        let zero = format.zero_point();
         let mut codes = vec![0u8; n * k];
-        let mut scales = Vec::with_capacity(n * groups);
-        let mut mins = Vec::with_capacity(if format.has_min() { n * groups } else { 0 });
+        let mut scales = Vec::with_capacity(n * (k / g));
+        let mut mins = Vec::with_capacity(if format.has_min() { n * (k / g) } else { 0 });
         for row in 0..n {
-            for gi in 0..groups {
+            for gi in 0..k / g {
                 let base = row * k + gi * g;
-                let vals = &data[base..base + g];
-                let (lo, hi) = vals.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
-                let (scale, min) = match format.scheme() {
-                    Scheme::Sym => {
-                        let amax = lo.abs().max(hi.abs());
-                        // Levels −(2^(b−1)−1)..2^(b−1)−1 cover ±amax; the most negative code is spare.
-                        let s = f16_up(amax / (zero - 1).max(1) as f32);
-                        if s.is_infinite() {
-                            return Err(CodecError::ScaleOverflow { row, group: gi, range: amax });
-                        }
-                        (s, f16::ZERO)
-                    }
-                    Scheme::Asym => {
-                        let m = f16_down(lo);
-                        if m.is_infinite() {
-                            let col = gi * g + vals.iter().position(|&v| v == lo).unwrap_or(0);
-                            return Err(CodecError::F16Overflow { row, col, value: lo });
-                        }
-                        let s = f16_up((hi - m.to_f32()) / maxq as f32);
-                        if s.is_infinite() {
-                            return Err(CodecError::ScaleOverflow { row, group: gi, range: hi - lo });
-                        }
-                        (s, m)
-                    }
-                };
-                let sf = scale.to_f32();
-                for (j, &v) in vals.iter().enumerate() {
-                    let q = if sf == 0.0 {
-                        zero as f32
-                    } else {
-                        match format.scheme() {
-                            Scheme::Sym => (v / sf).round() + zero as f32,
-                            Scheme::Asym => ((v - min.to_f32()) / sf).round(),
-                        }
-                    };
-                    codes[base + j] = q.clamp(0.0, maxq as f32) as u8;
-                }
+                let (scale, min) = quantize_group(format, &data[base..base + g], &mut codes[base..base + g])
+                    .map_err(|e| e.at(row, gi, g))?;
                 scales.push(scale.to_bits());
                 if format.has_min() {
                     mins.push(min.to_bits());
@@ -205,6 +242,48 @@ impl Weights {
             }
         }
         Ok(Self::from_codes(format, n, k, &codes, &scales, &mins))
+    }
+
+    /// An all-zero matrix (codes, scales and mins 0) of a quantized format: the initial state
+    /// of a preallocated KV-cache store.
+    pub fn zeros(format: Format, n: usize, k: usize) -> Weights {
+        let groups = n * k / format.group_size() as usize;
+        Weights {
+            format,
+            n,
+            k,
+            words: vec![0; n * k / BLOCK as usize * format.block_words() as usize],
+            scales: vec![0; groups.div_ceil(2)],
+            mins: if format.has_min() { vec![0; groups.div_ceil(2)] } else { vec![] },
+        }
+    }
+
+    /// Quantizes `data` (K finite values) into row `row` with the rules of [`Weights::quantize`],
+    /// leaving the other rows as they are. Quantized formats only.
+    pub fn set_row(&mut self, row: usize, data: &[f32]) -> Result<(), CodecError> {
+        assert!(!self.format.is_f16() && row < self.n && data.len() == self.k, "set_row: row or length out of range");
+        if let Some(c) = data.iter().position(|v| !v.is_finite()) {
+            return Err(CodecError::NonFinite { row, col: c, value: data[c] });
+        }
+        let g = self.format.group_size() as usize;
+        let bw = self.format.block_words() as usize;
+        let mut codes = vec![0u8; self.k];
+        let groups = self.groups();
+        for gi in 0..groups {
+            let span = gi * g..(gi + 1) * g;
+            let (scale, min) =
+                quantize_group(self.format, &data[span.clone()], &mut codes[span]).map_err(|e| e.at(row, gi, g))?;
+            set_half(&mut self.scales, row * groups + gi, scale.to_bits());
+            if self.format.has_min() {
+                set_half(&mut self.mins, row * groups + gi, min.to_bits());
+            }
+        }
+        let first = row * self.k / BLOCK as usize;
+        for (b, chunk) in codes.chunks_exact(BLOCK as usize).enumerate() {
+            let at = (first + b) * bw;
+            pack_block(self.format.bits(), chunk.try_into().expect("32 codes"), &mut self.words[at..at + bw]);
+        }
+        Ok(())
     }
 
     /// Packs already-chosen codes, scales and mins (f16 bit patterns).

@@ -20,7 +20,7 @@ pub enum SpecError {
         allowed: String,
     },
     /// Unknown op.
-    #[error("unknown op `{0}`: expected one of matvec, matmul")]
+    #[error("unknown op `{0}`: expected one of matvec, matmul, kv-append, kv-attend")]
     UnknownOp(String),
     /// Unsupported bit width.
     #[error("unsupported bits `{0}`: expected 2, 3, 4, 8 (or 16 for the unquantized f16 baseline)")]
@@ -53,6 +53,12 @@ pub enum SpecError {
         /// Which device limit imposes it.
         why: &'static str,
     },
+    /// A head dimension the KV kernels are not generated for.
+    #[error("unsupported head_dim `{0}`: expected 64 or 128")]
+    HeadDim(u32),
+    /// A format or layout that is not a KV-cache format.
+    #[error("invalid KV cache: {0}")]
+    KvFormat(String),
     /// A zero dimension.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
@@ -197,4 +203,51 @@ pub enum PackageError {
     /// The output path exists and is not a folder.
     #[error("output `{}` exists and is not a folder", .0.display())]
     NotADir(PathBuf),
+}
+
+/// A KV-cache shape or an append that cannot be done.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum KvError {
+    /// The layout is invalid (head_dim, group, window...).
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The cache would grow past its preallocated length.
+    #[error("appending {new} tokens at position {len} overflows the cache's max_seq = {max_seq}")]
+    Full {
+        /// Tokens already in the cache.
+        len: usize,
+        /// Tokens being appended.
+        new: usize,
+        /// Capacity.
+        max_seq: usize,
+    },
+    /// An input array has the wrong length.
+    #[error("{what} has {found} values, expected {expected} ({shape})")]
+    Length {
+        /// Which input.
+        what: &'static str,
+        /// Required length.
+        expected: usize,
+        /// Given length.
+        found: usize,
+        /// The shape that implies the length, in words.
+        shape: String,
+    },
+    /// A new K or V value is NaN, infinite, or outside f16's range (the window's type).
+    #[error("{what}[token {token}, kv head {head}, dim {dim}] = {value:e}: K and V values must be finite and within f16's range (|v| <= 65504)")]
+    Value {
+        /// `k` or `v`.
+        what: &'static str,
+        /// Token index within the appended ones.
+        token: usize,
+        /// KV head.
+        head: usize,
+        /// Element of the head vector.
+        dim: usize,
+        /// The value.
+        value: f32,
+    },
+    /// Attention over an empty cache.
+    #[error("the cache is empty: append at least one token before attending")]
+    Empty,
 }

@@ -17,6 +17,7 @@
 
 pub mod codec;
 pub mod error;
+pub mod kv;
 pub mod manifest;
 pub mod profile;
 pub mod reference;
@@ -25,6 +26,7 @@ pub mod wasm;
 pub mod wgsl;
 
 pub use codec::Weights;
-pub use error::{CodecError, PackageError, SpecError, WasmError, WgslError};
+pub use error::{CodecError, KvError, PackageError, SpecError, WasmError, WgslError};
+pub use kv::{KvCache, KvLayout};
 pub use profile::{Dialect, Profile, Target, Tier};
 pub use spec::{Format, KernelSpec, Op, Scheme};

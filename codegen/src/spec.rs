@@ -13,23 +13,33 @@ pub const BLOCK: u32 = 32;
 
 /// The operation a kernel computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Op {
     /// Decode: `y[N] = W[N x K] · x[K]`.
     Matvec,
     /// Prefill: `Y[M x N] = X[M x K] · W[N x K]ᵀ`.
     Matmul,
+    /// Quantize new tokens' K and V into the cache (`docs/FORMAT.md` §11).
+    KvAppend,
+    /// Decode attention of every query head over the quantized cache (flash-decoding).
+    KvAttend,
 }
 
 impl Op {
     /// Every op.
-    pub const ALL: [Op; 2] = [Op::Matvec, Op::Matmul];
+    pub const ALL: [Op; 4] = [Op::Matvec, Op::Matmul, Op::KvAppend, Op::KvAttend];
     /// The name used on the command line and in manifests.
     pub fn name(self) -> &'static str {
         match self {
             Op::Matvec => "matvec",
             Op::Matmul => "matmul",
+            Op::KvAppend => "kv-append",
+            Op::KvAttend => "kv-attend",
         }
+    }
+    /// Whether the op works on a KV cache (and its spec has a head dimension).
+    pub fn is_kv(self) -> bool {
+        matches!(self, Op::KvAppend | Op::KvAttend)
     }
 }
 
@@ -192,6 +202,8 @@ pub struct Tuning {
     pub tile_m: u32,
     /// matmul: see `tile_m`.
     pub tile_n: u32,
+    /// kv-attend: tokens scored per step of a split (one per invocation).
+    pub chunk: u32,
 }
 
 impl Tuning {
@@ -200,10 +212,15 @@ impl Tuning {
         match op {
             // 64 invocations (two Metal SIMD-groups) x 4 rows: each invocation reuses every
             // x load for 4 rows; the reduction array is 4*64 f32 = 1 KiB.
-            Op::Matvec => Tuning { workgroup_size: 64, rows_per_workgroup: 4, tile_m: 1, tile_n: 4 },
+            Op::Matvec => Tuning { workgroup_size: 64, rows_per_workgroup: 4, tile_m: 1, tile_n: 4, chunk: 0 },
             // 8x8 invocations, each a 4x4 block of a 32x32 tile: 2 x 32x33 f32 tiles = 8.25 KiB
             // of workgroup memory, inside the 16 KiB every target may assume.
-            Op::Matmul => Tuning { workgroup_size: 64, rows_per_workgroup: 0, tile_m: 32, tile_n: 32 },
+            Op::Matmul => Tuning { workgroup_size: 64, rows_per_workgroup: 0, tile_m: 32, tile_n: 32, chunk: 0 },
+            // One workgroup per (KV head, tensor); invocations take (token, group) items.
+            Op::KvAppend => Tuning { workgroup_size: 64, rows_per_workgroup: 0, tile_m: 0, tile_n: 0, chunk: 0 },
+            // One workgroup per (KV head, split): 64 invocations score 64 tokens at a time for
+            // all query heads of the group, then each accumulates D/64 output dimensions.
+            Op::KvAttend => Tuning { workgroup_size: 64, rows_per_workgroup: 0, tile_m: 0, tile_n: 0, chunk: 64 },
         }
     }
 }
@@ -219,42 +236,92 @@ pub struct KernelSpec {
     pub profile: Profile,
     /// Workgroup shape and tiling.
     pub tuning: Tuning,
+    /// KV ops: the head dimension D (64 or 128), fixed at generation; 0 for matvec/matmul.
+    pub head_dim: u32,
 }
 
 impl KernelSpec {
-    /// A spec with the default tuning for `op` on `target` at `tier`.
+    /// A matvec or matmul spec with the default tuning for `op` on `target` at `tier`.
     pub fn new(op: Op, format: Format, target: Target, tier: Tier) -> Result<KernelSpec, SpecError> {
+        if op.is_kv() {
+            return Err(SpecError::KvFormat(format!("{} needs a head_dim (KernelSpec::kv)", op.name())));
+        }
         let profile = Profile::new(target, tier)?;
         let tuning = Tuning::default_for(op, &profile);
-        Ok(KernelSpec { op, format, profile, tuning })
+        Ok(KernelSpec { op, format, profile, tuning, head_dim: 0 })
     }
 
-    /// The kernel's name, also its entry point: `matvec_q4g32s_f16_subgroups`. Stable across
-    /// targets: the same name on two targets means the same computation.
+    /// A kv-append or kv-attend spec: `format` must be a KV format (quantized, asym, group ≤
+    /// `head_dim`; see [`crate::kv::check_format`]).
+    pub fn kv(op: Op, format: Format, head_dim: u32, target: Target, tier: Tier) -> Result<KernelSpec, SpecError> {
+        if !op.is_kv() {
+            return Err(SpecError::KvFormat(format!("{} has no head_dim (KernelSpec::new)", op.name())));
+        }
+        crate::kv::check_format(format, head_dim)?;
+        let profile = Profile::new(target, tier)?;
+        let tuning = Tuning::default_for(op, &profile);
+        Ok(KernelSpec { op, format, profile, tuning, head_dim })
+    }
+
+    /// The kernel's name, also its entry point: `matvec_q4g32s_f16_subgroups`,
+    /// `kv_attend_q4g32a_d128_base`. Stable across targets: the same name on two targets means
+    /// the same computation.
     pub fn name(&self) -> String {
-        format!("{}_{}_{}", self.op.name(), self.format.tag(), self.profile.tier.name().replace('-', "_"))
+        let tier = self.profile.tier.name().replace('-', "_");
+        let op = self.op.name().replace('-', "_");
+        if self.op.is_kv() {
+            format!("{op}_{}_d{}_{tier}", self.format.tag(), self.head_dim)
+        } else {
+            format!("{op}_{}_{tier}", self.format.tag())
+        }
     }
 
     /// The whole default set for a target: every op, bit width (and the f16 baseline),
-    /// group size, scheme and tier.
+    /// group size, scheme, head dimension and tier.
     pub fn default_set(target: Target) -> Vec<KernelSpec> {
-        Self::select(target, &Op::ALL, &[2, 3, 4, 8, 16], &Format::GROUP_SIZES, &Scheme::ALL, target.info().tiers)
-            .expect("the default set is valid")
+        Self::select(
+            target,
+            &Op::ALL,
+            &[2, 3, 4, 8, 16],
+            &Format::GROUP_SIZES,
+            &Scheme::ALL,
+            &crate::kv::HEAD_DIMS,
+            target.info().tiers,
+        )
+        .expect("the default set is valid")
     }
 
     /// The cross product of the given choices, in a stable order. The f16 baseline
-    /// appears once per op and tier whatever groups and schemes are asked for.
+    /// appears once per op and tier whatever groups and schemes are asked for. KV ops take
+    /// the quantized bit widths, the groups that fit each head dimension, and always `asym`
+    /// (their format stores a scale and a min per group); they ignore `schemes`.
     pub fn select(
         target: Target,
         ops: &[Op],
         bits: &[u32],
         groups: &[u32],
         schemes: &[Scheme],
+        head_dims: &[u32],
         tiers: &[Tier],
     ) -> Result<Vec<KernelSpec>, SpecError> {
+        for &d in head_dims {
+            if !crate::kv::HEAD_DIMS.contains(&d) {
+                return Err(SpecError::HeadDim(d));
+            }
+        }
         let mut out = Vec::new();
         for &tier in tiers {
             for &op in ops {
+                if op.is_kv() {
+                    for &d in head_dims {
+                        for &b in bits.iter().filter(|&&b| b != 16) {
+                            for &g in groups.iter().filter(|&&g| g <= d) {
+                                out.push(KernelSpec::kv(op, Format::quant(b, g, Scheme::Asym)?, d, target, tier)?);
+                            }
+                        }
+                    }
+                    continue;
+                }
                 for &b in bits {
                     if b == 16 {
                         out.push(KernelSpec::new(op, Format::f16(), target, tier)?);
@@ -277,10 +344,16 @@ impl KernelSpec {
         self.profile.tier.subgroups() && self.op == Op::Matvec
     }
 
+    /// Whether the kernel computes in f16 (`enable f16;`). The KV kernels compute in f32 on
+    /// every tier: scores and the softmax need f32's range, and their loads are codes.
+    pub fn uses_f16(&self) -> bool {
+        self.profile.tier.shader_f16() && !self.op.is_kv()
+    }
+
     /// WebGPU features (`GPUFeatureName`) a device needs to run this kernel.
     pub fn features(&self) -> Vec<&'static str> {
         let mut f = Vec::new();
-        if self.profile.tier.shader_f16() {
+        if self.uses_f16() {
             f.push("shader-f16");
         }
         if self.uses_subgroups() {
@@ -289,12 +362,95 @@ impl KernelSpec {
         f
     }
 
-    /// Rows per workgroup along N (matvec) or the N tile (matmul).
+    /// Rows per workgroup along N (matvec) or the N tile (matmul); 0 for KV ops.
     pub fn rows_per_workgroup(&self) -> u32 {
         match self.op {
             Op::Matvec => self.tuning.rows_per_workgroup,
             Op::Matmul => self.tuning.tile_n,
+            Op::KvAppend | Op::KvAttend => 0,
         }
+    }
+
+    /// Checks a kv-append of `new` tokens into a cache holding `len`, or (with `new = 0`) a
+    /// kv-attend of `n_heads` query heads over `len` tokens in splits of `split_len`, against
+    /// the kernel and the profile's limits.
+    pub fn check_kv(
+        &self,
+        layout: &crate::kv::KvLayout,
+        len: u64,
+        new: u64,
+        n_heads: u64,
+        split_len: u64,
+    ) -> Result<(), SpecError> {
+        if !self.op.is_kv() {
+            return Err(SpecError::KvFormat(format!("{} is not a KV op", self.op.name())));
+        }
+        if layout.format != self.format || layout.head_dim != self.head_dim {
+            return Err(SpecError::KvFormat(format!(
+                "the cache is {} with head_dim {} but kernel `{}` reads {} with head_dim {}",
+                layout.format,
+                layout.head_dim,
+                self.name(),
+                self.format,
+                self.head_dim
+            )));
+        }
+        let lim = &self.profile.limits;
+        let target = self.profile.target.name().to_string();
+        let over = |what, value: u64, limit: u64, why| {
+            if value > limit {
+                Err(SpecError::OverLimit { what, value, limit, target: target.clone(), why })
+            } else {
+                Ok(())
+            }
+        };
+        let (h, d, s) = (layout.kv_heads as u64, layout.head_dim as u64, layout.max_seq as u64);
+        let wpd = lim.workgroups_per_dim as u64;
+        over("kv_heads", h, wpd, "maxComputeWorkgroupsPerDimension")?;
+        over("store bytes", 2 * h * s * d * self.format.bits() as u64 / 8, lim.storage_binding, "maxStorageBufferBindingSize")?;
+        over("window bytes", 4 * layout.window_words() as u64, lim.storage_binding, "maxStorageBufferBindingSize")?;
+        match self.op {
+            Op::KvAppend => {
+                if new == 0 {
+                    return Err(SpecError::Zero("new tokens"));
+                }
+                if len + new > s {
+                    return Err(SpecError::KvFormat(format!(
+                        "appending {new} tokens at position {len} overflows max_seq = {s}"
+                    )));
+                }
+                over("new K/V bytes", 2 * new * h * d * 4, lim.storage_binding, "maxStorageBufferBindingSize")?;
+            }
+            _ => {
+                if len == 0 {
+                    return Err(SpecError::Zero("cache length"));
+                }
+                if len > s {
+                    return Err(SpecError::KvFormat(format!("cache length {len} is over max_seq = {s}")));
+                }
+                if n_heads == 0 || n_heads % h != 0 || n_heads / h > crate::kv::MAX_GQA as u64 {
+                    return Err(SpecError::KvFormat(format!(
+                        "n_heads = {n_heads} must be kv_heads ({h}) times 1 to {}",
+                        crate::kv::MAX_GQA
+                    )));
+                }
+                let chunk = self.tuning.chunk as u64;
+                if split_len == 0 || split_len % chunk != 0 {
+                    return Err(SpecError::KvFormat(format!(
+                        "split_len = {split_len} must be a positive multiple of {chunk}"
+                    )));
+                }
+                over("splits", len.div_ceil(split_len), wpd, "maxComputeWorkgroupsPerDimension")?;
+                over("n_heads", n_heads, wpd, "maxComputeWorkgroupsPerDimension")?;
+                over(
+                    "partials bytes",
+                    n_heads * len.div_ceil(split_len) * (d + 2) * 4,
+                    lim.storage_binding,
+                    "maxStorageBufferBindingSize",
+                )?;
+            }
+        }
+        Ok(())
     }
 
     /// Checks a problem shape against the format and the profile's limits.
@@ -328,6 +484,9 @@ impl KernelSpec {
             Op::Matmul => {
                 over("N", n, wpd * self.tuning.tile_n as u64, "maxComputeWorkgroupsPerDimension x tile")?;
                 over("M", m, wpd * self.tuning.tile_m as u64, "maxComputeWorkgroupsPerDimension x tile")?;
+            }
+            Op::KvAppend | Op::KvAttend => {
+                return Err(SpecError::KvFormat(format!("{} shapes are checked by check_kv", self.op.name())));
             }
         }
         let weight_bytes = n * k * self.format.bits() as u64 / 8;

@@ -155,7 +155,8 @@ fn parse_args(attr: TokenStream) -> syn::Result<Args> {
                 Some(g) if Format::GROUP_SIZES.iter().any(|&s| s as u64 == g) => group = Some(g as u32),
                 _ => push(bad("32 | 64 | 128")),
             },
-            "op" => match ident(&nv.value).and_then(|s| s.parse::<Op>().ok()) {
+            // KV kernels need a cache, not weights: they come from `shadergen emit` and codegen.
+            "op" => match ident(&nv.value).and_then(|s| s.parse::<Op>().ok()).filter(|o| !o.is_kv()) {
                 Some(o) => op = Some(o),
                 None => push(bad("matvec | matmul")),
             },
@@ -331,6 +332,7 @@ fn generate(args: &Args, input: &syn::DeriveInput) -> syn::Result<TokenStream> {
                 rt.run(::runtime::codegen::Op::Matmul, w, x, m)
             }
         },
+        Op::KvAppend | Op::KvAttend => unreachable!("parse_args refuses KV ops"),
     };
     Ok(quote! {
         #[allow(dead_code)]

@@ -12,6 +12,8 @@
 //! last three the shape. The host grows the memory to fit its buffers, writes them, calls,
 //! and reads `y` (f32, M x N). Bytes below [`SCRATCH_BYTES`] are the kernel's scratch.
 
+mod kv;
+
 use crate::codec::planes;
 use crate::error::WasmError;
 use crate::spec::{BLOCK, KernelSpec, Scheme};
@@ -137,6 +139,9 @@ struct Scalar<'a> {
 /// in f32 throughout.
 pub fn emit(spec: &KernelSpec) -> Result<Wasm, WasmError> {
     let name = spec.name();
+    if spec.op.is_kv() {
+        return kv::emit(spec);
+    }
     let f = spec.format;
     let scheme = f.describe();
     let mut ctx = Context {

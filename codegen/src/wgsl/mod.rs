@@ -35,6 +35,9 @@ pub struct Binding {
 /// The bindings of a kernel, in binding order. Numbers are fixed per name, so a host can
 /// bind by number across every kernel.
 pub fn bindings(spec: &KernelSpec) -> Vec<Binding> {
+    if spec.op.is_kv() {
+        return kv_bindings(spec.op);
+    }
     let f = spec.format;
     let mut b = vec![
         Binding {
@@ -97,6 +100,93 @@ pub fn bindings(spec: &KernelSpec) -> Vec<Binding> {
     b
 }
 
+/// The bindings of the KV kernels (`docs/FORMAT.md` §11); the store's three arrays keep the
+/// weight bindings' numbers.
+fn kv_bindings(op: Op) -> Vec<Binding> {
+    let append = op == Op::KvAppend;
+    let store = if append { "read_write" } else { "read" };
+    let mut b = vec![
+        Binding {
+            binding: 0,
+            name: "params",
+            access: "uniform",
+            ty: "KvParams",
+            element: "KvParams",
+            contents: "kv_heads, max_seq, window, len, n_new, n_heads, split_len, n_splits (u32 each)",
+        },
+        Binding {
+            binding: 1,
+            name: "codes",
+            access: store,
+            ty: "array<u32>",
+            element: "u32",
+            contents: "the store's packed codes: 2 x kv_heads x max_seq rows of head_dim (keys, then values)",
+        },
+        Binding {
+            binding: 2,
+            name: "scales",
+            access: store,
+            ty: "array<u32>",
+            element: "u32",
+            contents: "f16 scales, two per word, index row * (head_dim / group) + group",
+        },
+        Binding {
+            binding: 3,
+            name: "mins",
+            access: store,
+            ty: "array<u32>",
+            element: "u32",
+            contents: "f16 mins, laid out as scales",
+        },
+        Binding {
+            binding: 4,
+            name: "window",
+            access: store,
+            ty: "array<u32>",
+            element: "u32",
+            contents: "f16 residual window, two per word, [2][kv_heads][window][head_dim] (at least one word)",
+        },
+    ];
+    if append {
+        b.push(Binding {
+            binding: 5,
+            name: "kv_new",
+            access: "read",
+            ty: "array<f32>",
+            element: "f32",
+            contents: "f32 new keys [n_new][kv_heads][head_dim], then new values, same shape",
+        });
+    } else {
+        b.extend([
+            Binding {
+                binding: 5,
+                name: "q",
+                access: "read",
+                ty: "array<f32>",
+                element: "f32",
+                contents: "f32 queries [n_heads][head_dim]",
+            },
+            Binding {
+                binding: 6,
+                name: "out",
+                access: "read_write",
+                ty: "array<f32>",
+                element: "f32",
+                contents: "f32 attention outputs [n_heads][head_dim], written by the combine pass",
+            },
+            Binding {
+                binding: 7,
+                name: "partials",
+                access: "read_write",
+                ty: "array<f32>",
+                element: "f32",
+                contents: "scratch: [n_heads][n_splits][2 + head_dim] f32 (max, sum, output) from the split pass",
+            },
+        ]);
+    }
+    b
+}
+
 /// A member of the `Params` uniform.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Param {
@@ -117,36 +207,101 @@ pub const PARAMS: [Param; 4] = [
     Param { name: "pad", offset: 12, ty: "u32" },
 ];
 
-/// How many workgroups to dispatch, as expressions over M, N, K (see `docs/FORMAT.md`,
-/// "Dispatch") and as a function the Rust runtime calls.
+/// The `KvParams` uniform of the KV kernels: 32 bytes. Fields an op does not use are 0.
+pub const KV_PARAMS: [Param; 8] = [
+    Param { name: "kv_heads", offset: 0, ty: "u32" },
+    Param { name: "max_seq", offset: 4, ty: "u32" },
+    Param { name: "window", offset: 8, ty: "u32" },
+    Param { name: "len", offset: 12, ty: "u32" },
+    Param { name: "n_new", offset: 16, ty: "u32" },
+    Param { name: "n_heads", offset: 20, ty: "u32" },
+    Param { name: "split_len", offset: 24, ty: "u32" },
+    Param { name: "n_splits", offset: 28, ty: "u32" },
+];
+
+/// The uniform layout of a kernel.
+pub fn params(spec: &KernelSpec) -> Vec<Param> {
+    if spec.op.is_kv() { KV_PARAMS.to_vec() } else { PARAMS.to_vec() }
+}
+
+/// How many workgroups to dispatch, as expressions over the shape (M, N, K for matvec and
+/// matmul; the `KvParams` names for KV ops; see `docs/FORMAT.md`, "Dispatch") and as a
+/// function the Rust runtime calls.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Dispatch {
-    /// x, y, z expressions.
+    /// x, y, z expressions of the first (or only) pass.
     pub workgroups: [String; 3],
+    /// Every pass in order, sharing one bind group: one for matvec, matmul and kv-append;
+    /// kv-attend's split pass, then its combine pass.
+    pub passes: Vec<Pass>,
+    /// Host-chosen values the expressions use, with the rule the runtimes follow.
+    pub host_values: Vec<HostValue>,
+}
+
+/// One compute pass of a kernel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pass {
+    /// Entry point in the kernel's WGSL file.
+    pub entry_point: String,
+    /// x, y, z workgroup-count expressions.
+    pub workgroups: [String; 3],
+}
+
+/// A parameter the host chooses, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostValue {
+    /// The `KvParams` field.
+    pub name: &'static str,
+    /// Rule (any value meeting `requires` is correct; this one is what the runtimes use).
+    pub rule: String,
+    /// What any chosen value must satisfy.
+    pub requires: String,
 }
 
 impl KernelSpec {
     /// The dispatch expressions written into the manifest.
     pub fn dispatch(&self) -> Dispatch {
         let max = self.profile.limits.workgroups_per_dim;
+        let name = self.name();
+        let one = |workgroups: [String; 3]| Dispatch {
+            passes: vec![Pass { entry_point: name.clone(), workgroups: workgroups.clone() }],
+            workgroups,
+            host_values: vec![],
+        };
+        let chunk = self.tuning.chunk;
         match self.op {
-            Op::Matvec => {
-                let r = self.tuning.rows_per_workgroup;
+            Op::KvAppend => one(["kv_heads".into(), "2".into(), "1".into()]),
+            Op::KvAttend => {
+                let split = ["kv_heads".to_string(), "n_splits".into(), "1".into()];
                 Dispatch {
-                    workgroups: [
-                        format!("min(ceil(N / {r}), {max})"),
-                        format!("ceil(ceil(N / {r}) / {max})"),
-                        "1".into(),
+                    workgroups: split.clone(),
+                    passes: vec![
+                        Pass { entry_point: name.clone(), workgroups: split },
+                        Pass { entry_point: format!("{name}_combine"), workgroups: ["n_heads".into(), "1".into(), "1".into()] },
+                    ],
+                    host_values: vec![
+                        HostValue {
+                            name: "split_len",
+                            rule: format!("{chunk} * max(1, ceil(ceil(len / ceil(256 / kv_heads)) / {chunk}))"),
+                            requires: format!("a positive multiple of {chunk}; ceil(len / split_len) <= {max}"),
+                        },
+                        HostValue {
+                            name: "n_splits",
+                            rule: "ceil(len / split_len)".into(),
+                            requires: "exactly ceil(len / split_len)".into(),
+                        },
                     ],
                 }
             }
-            Op::Matmul => Dispatch {
-                workgroups: [
-                    format!("ceil(N / {})", self.tuning.tile_n),
-                    format!("ceil(M / {})", self.tuning.tile_m),
-                    "1".into(),
-                ],
-            },
+            Op::Matvec => {
+                let r = self.tuning.rows_per_workgroup;
+                one([format!("min(ceil(N / {r}), {max})"), format!("ceil(ceil(N / {r}) / {max})"), "1".into()])
+            }
+            Op::Matmul => one([
+                format!("ceil(N / {})", self.tuning.tile_n),
+                format!("ceil(M / {})", self.tuning.tile_m),
+                "1".into(),
+            ]),
         }
     }
 
@@ -159,6 +314,7 @@ impl KernelSpec {
                 [total.min(max), total.div_ceil(max), 1]
             }
             Op::Matmul => [n.div_ceil(self.tuning.tile_n), m.div_ceil(self.tuning.tile_m), 1],
+            Op::KvAppend | Op::KvAttend => panic!("KV ops dispatch per pass: KvCall::passes"),
         }
     }
 }
@@ -216,10 +372,11 @@ pub fn emit(spec: &KernelSpec) -> Result<Wgsl, WgslError> {
 
 /// Renders the kernel text for a compiler dialect, without validating it.
 pub fn render(spec: &KernelSpec, dialect: Dialect) -> Result<String, WgslError> {
-    let ctx = template::Context::new(spec, dialect);
     let rendered = match spec.op {
-        Op::Matvec => template::Matvec { c: &ctx }.render(),
-        Op::Matmul => template::Matmul { c: &ctx }.render(),
+        Op::Matvec => template::Matvec { c: &template::Context::new(spec, dialect) }.render(),
+        Op::Matmul => template::Matmul { c: &template::Context::new(spec, dialect) }.render(),
+        Op::KvAppend => template::KvAppend { c: &template::KvContext::new(spec) }.render(),
+        Op::KvAttend => template::KvAttend { c: &template::KvContext::new(spec) }.render(),
     };
     rendered.map_err(|source| WgslError::Template { kernel: spec.name(), source })
 }
@@ -345,14 +502,14 @@ pub(crate) fn quad_codes(bits: u32, quad: u32) -> String {
 
 /// For plane-packed formats: a WGSL expression for the code of element `e` (a u32
 /// variable) of the block starting at word `wb`.
-pub(crate) fn element_code(bits: u32) -> String {
+pub(crate) fn element_code(bits: u32, array: &str) -> String {
     let mut parts = Vec::new();
     let (mut word0, mut low) = (0u32, 0u32);
     for &p in planes(bits) {
         let bytes = 4 * p;
         let mask = (1u32 << p) - 1;
         let mut e = format!(
-            "((weights[wb + {word0}u + (e % {bytes}u) / 4u] >> (8u * (e % 4u) + {p}u * (e / {bytes}u))) & {mask}u)"
+            "(({array}[wb + {word0}u + (e % {bytes}u) / 4u] >> (8u * (e % 4u) + {p}u * (e / {bytes}u))) & {mask}u)"
         );
         if low != 0 {
             e = format!("({e} << {low}u)");

@@ -102,7 +102,7 @@ impl Context {
 
             zero32: format!("{}.0", f.zero_point()),
             quads,
-            element_code: if f.is_f16() { String::new() } else { element_code(f.bits()) },
+            element_code: if f.is_f16() { String::new() } else { element_code(f.bits(), "weights") },
             partials_len: t.rows_per_workgroup * t.workgroup_size,
             tile_len: t.tile_m.max(t.tile_n) * stride,
             tile_m: t.tile_m,
@@ -118,7 +118,110 @@ pub(crate) fn workgroup_bytes(spec: &KernelSpec) -> u32 {
     match spec.op {
         Op::Matvec => 4 * t.rows_per_workgroup * t.workgroup_size,
         Op::Matmul => 2 * 33 * t.tile_m.max(t.tile_n) * if spec.profile.tier.shader_f16() { 2 } else { 4 },
+        Op::KvAppend => 0,
+        // Staged queries and one step's scores, for up to MAX_GQA query heads.
+        Op::KvAttend => 4 * crate::kv::MAX_GQA * (spec.head_dim + t.chunk),
     }
+}
+
+/// A WGSL literal that denotes exactly `x` (WGSL has no bitcast in constant expressions).
+/// Rust prints the shortest decimal that reads back as `x`; reading it through f64, as some
+/// compilers do, must give `x` too, which is checked here.
+fn f32_literal(x: f32) -> String {
+    let text = format!("{x:?}");
+    assert_eq!(text.parse::<f64>().expect("a float") as f32, x, "literal {text} is not exact through f64");
+    text
+}
+
+/// One bit plane of a block, for kv-append's packing loop.
+pub(crate) struct Plane {
+    pub p: u32,
+    pub word0: u32,
+    pub low: u32,
+    pub mask: u32,
+    pub bytes: u32,
+}
+
+/// Everything the KV templates print.
+pub(crate) struct KvContext {
+    pub name: String,
+    pub directives: Vec<&'static str>,
+    pub description: String,
+    pub bindings: Vec<Binding>,
+    pub head_dim: u32,
+    pub group: u32,
+    pub gpr: u32,
+    pub bits: u32,
+    pub wg: u32,
+    pub maxq: u32,
+    pub inv_maxq_bits: String,
+    pub tokens_per_item: u32,
+    pub planes: Vec<Plane>,
+    pub chunk: u32,
+    pub gmax: u32,
+    pub dpi: u32,
+    pub scale_bits: String,
+    pub qs_len: u32,
+    pub sc_len: u32,
+    pub acc_len: u32,
+    /// The code quads of a block bound to `w0, w1, ...` (as matvec's).
+    pub quads: Vec<String>,
+    /// The code of element `e` of the block at word `wb` of `codes`.
+    pub element_code: String,
+}
+
+impl KvContext {
+    pub fn new(spec: &KernelSpec) -> KvContext {
+        let f = spec.format;
+        let (d, g, t) = (spec.head_dim, f.group_size(), spec.tuning);
+        let mut planes = Vec::new();
+        let (mut word0, mut low) = (0, 0);
+        for &p in crate::codec::planes(f.bits()) {
+            planes.push(Plane { p, word0, low, mask: (1 << p) - 1, bytes: 4 * p });
+            word0 += p;
+            low += p;
+        }
+        let gmax = crate::kv::MAX_GQA;
+        KvContext {
+            name: spec.name(),
+            directives: vec![],
+            description: format!(
+                "KV cache: {}-bit codes, group {g} along head_dim {d}, f16 scale + min; f32 arithmetic on every tier",
+                f.bits()
+            ),
+            bindings: bindings(spec),
+            head_dim: d,
+            group: g,
+            gpr: d / g,
+            bits: f.bits(),
+            wg: t.workgroup_size,
+            maxq: f.max_code(),
+            inv_maxq_bits: f32_literal(crate::codec::inv_max_code(f.bits())),
+            tokens_per_item: if d / g == 1 { 2 } else { 1 },
+            planes,
+            chunk: t.chunk,
+            gmax,
+            dpi: d / t.workgroup_size,
+            scale_bits: f32_literal(1.0 / (d as f32).sqrt()),
+            qs_len: gmax * d / 4,
+            sc_len: gmax * t.chunk,
+            acc_len: gmax * (d / t.workgroup_size),
+            quads: (0..8).map(|q| quad_codes(f.bits(), q)).collect(),
+            element_code: element_code(f.bits(), "codes"),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "kv_append.wgsl")]
+pub(crate) struct KvAppend<'a> {
+    pub c: &'a KvContext,
+}
+
+#[derive(Template)]
+#[template(path = "kv_attend.wgsl")]
+pub(crate) struct KvAttend<'a> {
+    pub c: &'a KvContext,
 }
 
 #[derive(Template)]
