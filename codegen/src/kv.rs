@@ -68,6 +68,11 @@ impl KvLayout {
         if max_seq == 0 {
             return Err(SpecError::Zero("max_seq"));
         }
+        if max_seq % 2 != 0 {
+            return Err(SpecError::KvFormat(format!(
+                "max_seq {max_seq} must be even (so no two heads share a word of scales)"
+            )));
+        }
         if window > max_seq {
             return Err(SpecError::KvFormat(format!("window {window} is larger than max_seq {max_seq}")));
         }

@@ -122,3 +122,69 @@ pub fn matmul(w: &Weights, x: &[f32], m: usize) -> Check {
 pub fn matvec(w: &Weights, x: &[f32]) -> Check {
     matmul(w, x, 1)
 }
+
+/// Decode attention (`docs/FORMAT.md` §11.4) in f64: `n_heads` query heads `q`
+/// (`[n_heads][D]`) over `len` tokens of `kv_heads` heads, whose key and value elements
+/// `key(h, t, d)` and `value(h, t, d)` are given as the kernels see them. Returns
+/// `[n_heads][D]` outputs and their magnitudes
+/// `Σ_t p·|V|·(1 + |score − max| + Σ_d |q·K|/√D)`: an f32 kernel's error in a score moves its
+/// weight by that score's own rounding, scaled by the exponent.
+pub fn attention(
+    n_heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    len: usize,
+    q: &[f32],
+    key: impl Fn(usize, usize, usize) -> f32,
+    value: impl Fn(usize, usize, usize) -> f32,
+) -> Check {
+    assert!(len > 0 && n_heads % kv_heads == 0 && q.len() == n_heads * head_dim, "attention: bad shape");
+    let g = n_heads / kv_heads;
+    let d_n = head_dim;
+    let inv = 1.0 / (d_n as f64).sqrt();
+    let mut want = vec![0.0; n_heads * d_n];
+    let mut magnitude = vec![0.0; n_heads * d_n];
+    for j in 0..n_heads {
+        let h = j / g;
+        let qj = &q[j * d_n..(j + 1) * d_n];
+        let mut scores = Vec::with_capacity(len);
+        let mut abs = Vec::with_capacity(len);
+        for t in 0..len {
+            let (mut s, mut a) = (0.0f64, 0.0f64);
+            for (d, &x) in qj.iter().enumerate() {
+                let k = key(h, t, d) as f64;
+                s += x as f64 * k;
+                a += (x as f64 * k).abs();
+            }
+            scores.push(s * inv);
+            abs.push(a * inv);
+        }
+        let mx = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = scores.iter().map(|s| (s - mx).exp()).collect();
+        let sum: f64 = e.iter().sum();
+        for t in 0..len {
+            let p = e[t] / sum;
+            let weight = p * (1.0 + (scores[t] - mx).abs() + abs[t]);
+            for d in 0..d_n {
+                let v = value(h, t, d) as f64;
+                want[j * d_n + d] += p * v;
+                magnitude[j * d_n + d] += weight * v.abs();
+            }
+        }
+    }
+    Check { want, magnitude }
+}
+
+/// [`attention`] over a quantized cache, as every engine's kv-attend must compute it.
+pub fn kv_attention(cache: &crate::kv::KvCache, q: &[f32], n_heads: usize) -> Check {
+    let l = &cache.layout;
+    attention(
+        n_heads,
+        l.kv_heads as usize,
+        l.head_dim as usize,
+        cache.len,
+        q,
+        |h, t, d| cache.element(0, h, t, d),
+        |h, t, d| cache.element(1, h, t, d),
+    )
+}
