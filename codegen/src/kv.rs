@@ -104,6 +104,27 @@ impl KvLayout {
         len - len.min(self.window as usize)
     }
 
+    /// Checks new tokens for an append (`k`, `v`: `[n][H][D]` f32, every value finite in f16)
+    /// and returns `n`. Every backend calls this before appending.
+    pub fn check_new(&self, k: &[f32], v: &[f32]) -> Result<usize, KvError> {
+        let (h_n, d_n) = (self.kv_heads as usize, self.head_dim as usize);
+        let per_token = h_n * d_n;
+        let n = k.len() / per_token;
+        for (what, data) in [("k", k), ("v", v)] {
+            if data.len() != n * per_token || (what == "v" && v.len() != k.len()) {
+                return Err(KvError::Length {
+                    what,
+                    expected: n * per_token,
+                    found: data.len(),
+                    shape: format!("new tokens x kv_heads {h_n} x head_dim {d_n}"),
+                });
+            }
+        }
+        to_f16("k", k, h_n, d_n)?;
+        to_f16("v", v, h_n, d_n)?;
+        Ok(n)
+    }
+
     /// Exact bytes, for `kv-plan` and the README's memory report.
     pub fn memory(&self) -> KvMemory {
         let (h, d, g) = (self.kv_heads as u64, self.head_dim as u64, self.format.group_size() as u64);
@@ -157,18 +178,7 @@ impl KvCache {
     pub fn append(&mut self, k: &[f32], v: &[f32]) -> Result<(), KvError> {
         let l = self.layout;
         let (h_n, d_n, r) = (l.kv_heads as usize, l.head_dim as usize, l.window as usize);
-        let per_token = h_n * d_n;
-        let n = k.len() / per_token.max(1);
-        for (what, data) in [("k", k), ("v", v)] {
-            if data.len() != n * per_token || (what == "v" && v.len() != k.len()) {
-                return Err(KvError::Length {
-                    what,
-                    expected: n * per_token,
-                    found: data.len(),
-                    shape: format!("new tokens x kv_heads {h_n} x head_dim {d_n}"),
-                });
-            }
-        }
+        let n = l.check_new(k, v)?;
         if n == 0 {
             return Ok(());
         }
@@ -242,4 +252,143 @@ fn to_f16(what: &'static str, data: &[f32], h_n: usize, d_n: usize) -> Result<Ve
 pub fn default_split_len(len: u32, kv_heads: u32, chunk: u32) -> u32 {
     let target_splits = 256u32.div_ceil(kv_heads.max(1));
     chunk * len.div_ceil(target_splits).div_ceil(chunk).max(1)
+}
+
+/// The KV-cache format of `bits` and `group` for `head_dim`, from the values a user types
+/// (`shadergen kv-plan`): head_dim 64 or 128, bits 2, 3, 4 or 8, group 32, 64 or 128 with
+/// group ≤ head_dim; the scheme is always asym.
+pub fn format_of(bits: u32, group: u32, head_dim: u32) -> Result<Format, SpecError> {
+    if !HEAD_DIMS.contains(&head_dim) {
+        return Err(SpecError::HeadDim(head_dim));
+    }
+    if !Format::QUANT_BITS.contains(&bits) {
+        return Err(SpecError::KvFormat(format!(
+            "unsupported bits `{bits}`: expected 2, 3, 4 or 8 (a KV cache is quantized; \
+             the f16 cache it is compared with is bits 16)"
+        )));
+    }
+    let format = Format::quant(bits, group, Scheme::Asym)?;
+    check_format(format, head_dim)?;
+    Ok(format)
+}
+
+/// How many tokens the caches of `layers` layers hold in a memory budget, and how many an
+/// unquantized f16 cache of the same shape would (`shadergen kv-plan`). Every byte count is
+/// [`KvLayout::memory`] summed over the layers; only the token counts round (down, to whole
+/// tokens that fit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvPlan {
+    /// The cache format (asym).
+    pub format: Format,
+    /// D.
+    pub head_dim: u32,
+    /// H.
+    pub kv_heads: u32,
+    /// R: f16 window tokens per head.
+    pub window: u32,
+    /// Layers, each with a cache of this shape.
+    pub layers: u32,
+    /// The budget, bytes.
+    pub budget: u64,
+    /// Store bytes per token, all layers (codes + scales + mins of K and V).
+    pub per_token_bytes: u64,
+    /// f16 window bytes, all layers: a fixed cost.
+    pub window_bytes: u64,
+    /// An f16 cache's bytes per token, all layers.
+    pub fp16_per_token_bytes: u64,
+    /// The longest cache that fits: `(budget − window_bytes) / per_token_bytes` tokens,
+    /// rounded down to even (§11: `max_seq` is even); at least 2 and at least the window.
+    pub max_seq: u64,
+    /// Tokens an f16 cache of the same layers, heads and head_dim holds:
+    /// `budget / fp16_per_token_bytes`.
+    pub fp16_max_seq: u64,
+}
+
+impl KvPlan {
+    /// Plans `layers` layers of `kv_heads` heads of `head_dim` in `format` with an f16 window
+    /// of `window` tokens in `budget` bytes. Fails when a value is invalid or the budget
+    /// holds no valid cache (not even `max_seq` = 2, or no `max_seq` ≥ the window).
+    pub fn new(
+        format: Format,
+        head_dim: u32,
+        kv_heads: u32,
+        window: u32,
+        layers: u32,
+        budget: u64,
+    ) -> Result<KvPlan, KvPlanError> {
+        if layers == 0 {
+            return Err(SpecError::Zero("layers").into());
+        }
+        // memory() is linear in the window: take one window token's bytes and multiply in
+        // u128 (2·H·R·D·2 can pass u64 for absurd H and R).
+        let unit = KvLayout::new(format, head_dim, kv_heads, 2, 1)?.memory();
+        let (l, r) = (layers as u128, window as u128);
+        let per_token = l * unit.per_token as u128;
+        let window_bytes = l * r * unit.window as u128;
+        let fp16_per_token = l * unit.fp16_per_token as u128;
+        let min_seq = (r + r % 2).max(2);
+        let needed = window_bytes + min_seq * per_token;
+        if (budget as u128) < needed {
+            return Err(KvPlanError::TooSmall { budget, needed, min_seq, window, window_bytes, layers });
+        }
+        let fit = (budget as u128 - window_bytes) / per_token;
+        Ok(KvPlan {
+            format,
+            head_dim,
+            kv_heads,
+            window,
+            layers,
+            budget,
+            // Each is at most the budget (checked above), so fits u64.
+            per_token_bytes: per_token as u64,
+            window_bytes: window_bytes as u64,
+            fp16_per_token_bytes: fp16_per_token.min(u64::MAX as u128) as u64,
+            max_seq: (fit - fit % 2) as u64,
+            fp16_max_seq: (budget as u128 / fp16_per_token) as u64,
+        })
+    }
+
+    /// Bytes the planned caches take: `window_bytes + max_seq · per_token_bytes` (≤ the budget).
+    pub fn used_bytes(&self) -> u64 {
+        self.window_bytes + self.max_seq * self.per_token_bytes
+    }
+
+    /// `max_seq / fp16_max_seq`: how many times the f16 cache's context the quantized cache
+    /// holds in the same budget; `None` when an f16 cache holds no token at all.
+    pub fn multiplier(&self) -> Option<f64> {
+        (self.fp16_max_seq > 0).then(|| self.max_seq as f64 / self.fp16_max_seq as f64)
+    }
+
+    /// `fp16_per_token_bytes / per_token_bytes`, which is `16 / (bits + 32 / group)`: the
+    /// multiplier a budget tends to as it grows (the window's fixed cost amortised).
+    pub fn asymptotic_ratio(&self) -> f64 {
+        self.fp16_per_token_bytes as f64 / self.per_token_bytes as f64
+    }
+}
+
+/// Why [`KvPlan::new`] has no plan.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum KvPlanError {
+    /// An invalid format, head_dim, head count or layer count.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The budget is below the smallest valid cache.
+    #[error(
+        "a budget of {budget} bytes holds no cache: the smallest ({layers} layers, max_seq {min_seq}{}) takes {needed} bytes",
+        if *window > 0 { format!(", of which {window_bytes} for the f16 window of {window} tokens") } else { String::new() }
+    )]
+    TooSmall {
+        /// The budget, bytes.
+        budget: u64,
+        /// Bytes of the smallest cache: the window plus `min_seq` tokens.
+        needed: u128,
+        /// The smallest `max_seq`: 2, or the window rounded up to even.
+        min_seq: u128,
+        /// The window, tokens.
+        window: u32,
+        /// The window's bytes, all layers.
+        window_bytes: u128,
+        /// Layers.
+        layers: u32,
+    },
 }

@@ -10,7 +10,7 @@
 use crate::error::PackageError;
 use crate::profile::Target;
 use crate::spec::KernelSpec;
-use crate::wgsl::{self, Binding, Dispatch, PARAMS, Param, Wgsl};
+use crate::wgsl::{self, Binding, Dispatch, Param, Wgsl};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -67,14 +67,32 @@ pub struct KernelEntry {
     pub params: Vec<Param>,
     /// Workgroup counts as expressions of M, N, K.
     pub dispatch: Dispatch,
-    /// Shape rule: K must be a multiple of this.
-    pub k_multiple_of: u32,
+    /// Shape rule: K must be a multiple of this (matvec, matmul).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub k_multiple_of: Option<u32>,
     /// Shape rule for M: `"1"` (matvec) or `"any"` (matmul).
-    pub m: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub m: Option<&'static str>,
+    /// KV ops: the cache shape rules (`docs/FORMAT.md` §11).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kv: Option<KvRules>,
     /// Relative tolerance the kernel meets against the reference (see `reference.rs`).
     pub tolerance: f64,
     /// The WebAssembly twins of the kernel and their ABI.
     pub wasm: crate::wasm::Abi,
+}
+
+/// The shape rules of a KV kernel, for hosts that build caches.
+#[derive(Debug, Serialize)]
+pub struct KvRules {
+    /// D, fixed in the kernel.
+    pub head_dim: u32,
+    /// `n_heads / kv_heads` may be 1 to this.
+    pub max_gqa: u32,
+    /// max_seq must be a multiple of this.
+    pub max_seq_multiple_of: u32,
+    /// kv-attend: split_len must be a multiple of this.
+    pub chunk: u32,
 }
 
 impl KernelEntry {
@@ -93,11 +111,21 @@ impl KernelEntry {
             workgroup_size: w.workgroup_size,
             workgroup_storage_bytes: w.workgroup_bytes,
             bindings: wgsl::bindings(spec),
-            params: PARAMS.to_vec(),
+            params: wgsl::params(spec),
             dispatch: spec.dispatch(),
-            k_multiple_of: spec.format.group_size(),
-            m: if spec.op == crate::spec::Op::Matvec { "1" } else { "any" },
-            tolerance: spec.profile.tier.tolerance(),
+            k_multiple_of: (!spec.op.is_kv()).then_some(spec.format.group_size()),
+            m: match spec.op {
+                crate::spec::Op::Matvec => Some("1"),
+                crate::spec::Op::Matmul => Some("any"),
+                _ => None,
+            },
+            kv: spec.op.is_kv().then_some(KvRules {
+                head_dim: spec.head_dim,
+                max_gqa: crate::kv::MAX_GQA,
+                max_seq_multiple_of: 2,
+                chunk: spec.tuning.chunk.max(1),
+            }),
+            tolerance: spec.tolerance(),
             wasm: crate::wasm::abi(spec),
         }
     }

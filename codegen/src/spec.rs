@@ -350,6 +350,12 @@ impl KernelSpec {
         self.profile.tier.shader_f16() && !self.op.is_kv()
     }
 
+    /// Relative tolerance against the reference: the tier's, except that KV kernels compute
+    /// in f32 on every tier.
+    pub fn tolerance(&self) -> f64 {
+        if self.uses_f16() { self.profile.tier.tolerance() } else { Tier::Base.tolerance() }
+    }
+
     /// WebGPU features (`GPUFeatureName`) a device needs to run this kernel.
     pub fn features(&self) -> Vec<&'static str> {
         let mut f = Vec::new();

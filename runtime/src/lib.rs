@@ -14,6 +14,7 @@
 
 #![deny(missing_docs)]
 
+pub mod kv;
 pub mod wasm;
 
 pub use codegen;
@@ -299,43 +300,102 @@ impl Gpu {
     }
 
     fn pipeline(&self, spec: &KernelSpec) -> Result<wgpu::ComputePipeline, RuntimeError> {
-        let name = spec.name();
-        if let Some(p) = self.pipelines.lock().expect("pipeline cache lock").get(&name) {
+        self.pass_pipeline(spec, &spec.name())
+    }
+
+    /// The pipeline of one entry point of a kernel's module (kv-attend has two), cached by
+    /// entry point. Its layout is explicit and built from `wgsl::bindings`, so every pass of a
+    /// kernel shares one bind group, as the manifest says.
+    pub(crate) fn pass_pipeline(&self, spec: &KernelSpec, entry: &str) -> Result<wgpu::ComputePipeline, RuntimeError> {
+        if let Some(p) = self.pipelines.lock().expect("pipeline cache lock").get(entry) {
             return Ok(p.clone());
         }
+        let name = spec.name();
         let text = wgsl::emit(spec)?.naga_text;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(&name),
             source: wgpu::ShaderSource::Wgsl(text.into()),
         });
-        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = wgsl::bindings(spec)
+            .iter()
+            .map(|b| wgpu::BindGroupLayoutEntry {
+                binding: b.binding,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: match b.access {
+                        "uniform" => wgpu::BufferBindingType::Uniform,
+                        access => wgpu::BufferBindingType::Storage { read_only: access == "read" },
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        let bgl = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(&name), entries: &entries });
+        let layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(&name),
-            layout: None,
+            bind_group_layouts: &[Some(&bgl)],
+            immediate_size: 0,
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: Some(&layout),
             module: &module,
-            entry_point: Some(&name),
+            entry_point: Some(entry),
             compilation_options: Default::default(),
             cache: None,
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(RuntimeError::Wgpu { kernel: name, message: e.to_string() });
         }
-        self.pipelines.lock().expect("pipeline cache lock").insert(name, pipeline.clone());
+        self.pipelines.lock().expect("pipeline cache lock").insert(entry.to_string(), pipeline.clone());
         Ok(pipeline)
     }
 
-    /// Runs `spec` on uploaded weights: `Y[M x N] = X[M x K] · Wᵀ` (matvec: `m = 1`).
-    pub fn run(&self, spec: &KernelSpec, w: &GpuWeights, x: &[f32], m: usize) -> Result<Vec<f32>, RuntimeError> {
-        let name = spec.name();
+    /// Checks that the device has every feature `spec` needs.
+    pub(crate) fn check_features(&self, spec: &KernelSpec) -> Result<(), RuntimeError> {
         for feature in spec.features() {
             let have = match feature {
                 "shader-f16" => self.features.contains(wgpu::Features::SHADER_F16),
                 _ => self.features.contains(wgpu::Features::SUBGROUP),
             };
             if !have {
-                return Err(RuntimeError::MissingFeature { kernel: name, feature, adapter: self.describe() });
+                return Err(RuntimeError::MissingFeature { kernel: spec.name(), feature, adapter: self.describe() });
             }
         }
+        Ok(())
+    }
+
+    /// Copies `bytes` bytes of `buffer` (which has COPY_SRC) back to the host as words.
+    pub(crate) fn read_words(&self, name: &str, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u32>, RuntimeError> {
+        let read = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(name) });
+        enc.copy_buffer_to_buffer(buffer, 0, &read, 0, bytes);
+        self.queue.submit([enc.finish()]);
+        let slice = read.slice(..);
+        slice.map_async(wgpu::MapMode::Read, |_| {});
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| RuntimeError::Wgpu { kernel: name.into(), message: e.to_string() })?;
+        let data = slice
+            .get_mapped_range()
+            .map_err(|e| RuntimeError::Wgpu { kernel: name.into(), message: e.to_string() })?;
+        Ok(bytemuck::cast_slice(&data[..]).to_vec())
+    }
+
+    /// Runs `spec` on uploaded weights: `Y[M x N] = X[M x K] · Wᵀ` (matvec: `m = 1`).
+    pub fn run(&self, spec: &KernelSpec, w: &GpuWeights, x: &[f32], m: usize) -> Result<Vec<f32>, RuntimeError> {
+        let name = spec.name();
+        self.check_features(spec)?;
         check_call(spec, w.format, w.n, w.k, x.len(), m)?;
         let pipeline = self.pipeline(spec)?;
 

@@ -28,7 +28,7 @@ impl Rng {
     }
 }
 
-fn gpu() -> Option<Gpu> {
+pub fn gpu() -> Option<Gpu> {
     match Gpu::new() {
         Ok(g) => {
             eprintln!("wgpu adapter: {}", g.describe());
@@ -60,15 +60,16 @@ pub fn shapes(op: Op) -> &'static [(usize, usize, usize)] {
     match op {
         Op::Matvec => &[(1, 1, 1), (1, 7, 1), (1, 70, 3), (1, 257, 8)],
         Op::Matmul => &[(1, 5, 1), (3, 33, 2), (17, 70, 3), (40, 9, 4)],
+        Op::KvAppend | Op::KvAttend => &[],
     }
 }
 
 /// Every distinct kernel text across all targets' default sets: targets that emit the same
 /// naga-dialect text for a name compute the same thing, so each text runs once.
-fn distinct_kernels() -> BTreeMap<(String, String), Vec<KernelSpec>> {
+pub fn distinct_kernels(kv: bool) -> BTreeMap<(String, String), Vec<KernelSpec>> {
     let mut kernels: BTreeMap<(String, String), Vec<KernelSpec>> = BTreeMap::new();
     for t in Target::ALL {
-        for spec in KernelSpec::default_set(t) {
+        for spec in KernelSpec::default_set(t).into_iter().filter(|s| s.op.is_kv() == kv) {
             let text = wgsl::emit(&spec).expect("emits").naga_text;
             kernels.entry((spec.name(), text)).or_default().push(spec);
         }
@@ -84,7 +85,7 @@ fn every_kernel_matches_the_reference_on_wgpu() {
     let (mut ran, mut cases, mut missing) = (0usize, 0usize, Vec::new());
     let mut failures = Vec::new();
     let mut worst: BTreeMap<&str, f64> = BTreeMap::new();
-    for ((name, _), specs) in distinct_kernels() {
+    for ((name, _), specs) in distinct_kernels(false) {
         let spec = specs[0];
         if !gpu.supports(spec.profile.tier) {
             missing.push(name);
