@@ -1,10 +1,13 @@
-//! `shadergen`: emits, lists and validates quantized WebGPU WGSL kernels.
+//! `shadergen`: emits, lists and validates quantized WebGPU WGSL kernels, and plans the
+//! memory of a quantized KV cache.
 //!
-//! Every value a user types (target, op, bits, group, scheme, tier) is parsed by `codegen`,
-//! so error messages name the bad value and the allowed ones in one place. Nothing is
-//! written until every kernel has been emitted and validated in memory.
+//! Every value a user types (target, op, bits, group, scheme, tier, head_dim) is parsed by
+//! `codegen`, so error messages name the bad value and the allowed ones in one place. Nothing
+//! is written until every kernel has been emitted and validated in memory. `kv-plan` takes
+//! every byte count from `codegen::kv` (the one place that knows the cache layout).
 
 use clap::{Args, Parser, Subcommand};
+use codegen::kv::{KvPlan, KvPlanError};
 use codegen::manifest::{self, Package};
 use codegen::{Format, KernelSpec, Op, PackageError, Profile, Scheme, SpecError, Target, Tier, WgslError};
 use std::error::Error;
@@ -25,8 +28,9 @@ const AFTER_HELP: &str = "\
 Exit status: 0 success, 1 WGSL failed validation, 2 usage error or unsupported value,
 3 a file or folder could not be read or written.";
 
-/// Generates quantized matvec/matmul WGSL kernels for WebGPU browsers and native wgpu,
-/// each validated by naga and cross-compiled to MSL, HLSL and SPIR-V.
+/// Generates quantized WGSL kernels for WebGPU browsers and native wgpu: matvec and matmul
+/// over quantized weights, and kv-append and kv-attend over a quantized KV cache. Each is
+/// validated by naga and cross-compiled to MSL, HLSL and SPIR-V, and has WebAssembly twins.
 #[derive(Debug, Parser)]
 #[command(name = "shadergen", version, after_help = AFTER_HELP)]
 struct Cli {
@@ -40,13 +44,25 @@ enum Command {
     ///
     /// Every kernel is emitted and validated in memory before anything is written; the
     /// folder is then written all or nothing. Without selection options the whole set for
-    /// the target is emitted: every op, bits 2, 3, 4, 8 and 16, groups 32, 64 and 128, both
-    /// schemes and every tier the target has.
+    /// the target is emitted: every op (matvec, matmul, kv-append, kv-attend), bits 2, 3, 4,
+    /// 8 and 16, groups 32, 64 and 128, both schemes, head dims 64 and 128, and every tier the
+    /// target has. KV ops take the quantized bits only, groups up to the head dim, and are
+    /// always asym (a scale and a min per group).
     #[command(after_help = AFTER_HELP)]
     Emit(EmitArgs),
-    /// List the targets, tiers, ops and weight formats shadergen knows.
+    /// List the targets, tiers, ops, weight formats and KV-cache formats shadergen knows.
     #[command(after_help = AFTER_HELP)]
     List,
+    /// Plan a quantized KV cache's memory: bytes per token, the context a budget holds, and
+    /// the multiplier over an f16 cache.
+    ///
+    /// Byte counts are exact (docs/FORMAT.md §11.6): per token and layer the store takes
+    /// 2·H·(D·bits/8 + 4·D/G) bytes (codes, plus an f16 scale and an f16 min per group of G,
+    /// for keys and values), an f16 cache 2·H·D·2; the f16 window adds a fixed 2·H·R·D·2 per
+    /// layer. The context is the largest even max_seq (§11) that fits with the window. The
+    /// budget is in MB: 1 MB = 1,000,000 bytes (not MiB).
+    #[command(name = "kv-plan", after_help = AFTER_HELP, allow_negative_numbers = true)]
+    KvPlan(KvPlanArgs),
     /// Validate a WGSL file with naga as a target's compiler would see it, then
     /// cross-compile it to MSL, HLSL and SPIR-V.
     #[command(after_help = AFTER_HELP)]
@@ -61,7 +77,7 @@ struct EmitArgs {
     /// Output folder, created if missing.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
-    /// Ops, comma separated: matvec, matmul [default: both].
+    /// Ops, comma separated: matvec, matmul, kv-append, kv-attend [default: all four].
     #[arg(long, value_name = "OP,...", value_delimiter = ',')]
     ops: Vec<String>,
     /// Bit widths, comma separated: 2, 3, 4, 8, and 16 for the unquantized f16 baseline
@@ -71,9 +87,14 @@ struct EmitArgs {
     /// Group sizes (codes per scale), comma separated: 32, 64, 128 [default: all].
     #[arg(long, value_name = "SIZE,...", value_delimiter = ',')]
     group: Vec<u32>,
-    /// Quantization schemes, comma separated: sym, asym [default: both].
+    /// Quantization schemes, comma separated: sym, asym [default: both]. KV ops are always
+    /// asym.
     #[arg(long, value_name = "SCHEME,...", value_delimiter = ',')]
     scheme: Vec<String>,
+    /// Head dimensions of the KV ops (kv-append, kv-attend), comma separated: 64, 128
+    /// [default: both]. matvec and matmul have none.
+    #[arg(long, value_name = "D,...", value_delimiter = ',', value_parser = whole)]
+    head_dim: Vec<u32>,
     /// Feature tiers, comma separated: base, f16, subgroups, f16-subgroups, as the target
     /// has them (see `shadergen list`) [default: every tier of the target].
     #[arg(long, value_name = "TIER,...", value_delimiter = ',')]
@@ -81,6 +102,79 @@ struct EmitArgs {
     /// Print no progress lines.
     #[arg(long, short)]
     quiet: bool,
+}
+
+#[derive(Debug, Args)]
+struct KvPlanArgs {
+    /// L: transformer layers, each with its own cache.
+    #[arg(long, value_name = "L", value_parser = whole)]
+    layers: u32,
+    /// H: KV heads per layer (query heads may be a multiple of them).
+    #[arg(long, value_name = "H", value_parser = whole)]
+    kv_heads: u32,
+    /// D: elements per head vector: 64 or 128.
+    #[arg(long, value_name = "D", value_parser = whole)]
+    head_dim: u32,
+    /// Bits per code: 2, 3, 4 or 8 (the f16 cache, 16 bits, is always shown for comparison).
+    #[arg(long, value_name = "BITS", value_parser = whole)]
+    bits: u32,
+    /// G: codes per f16 scale and f16 min: 32, 64 or 128, at most the head dim.
+    #[arg(long, value_name = "G", value_parser = whole)]
+    group: u32,
+    /// R: the most recent tokens kept in f16 per head (the residual window; 0 turns it off).
+    #[arg(long, value_name = "R", value_parser = whole, default_value = "0")]
+    window: u32,
+    /// Memory for the caches of all layers, in MB (1 MB = 1,000,000 bytes; up to six
+    /// decimals: 0.5 is 500000 bytes).
+    #[arg(long, value_name = "MB", value_parser = megabytes)]
+    budget_mb: Budget,
+    /// Print one JSON object instead of text: the inputs, byte counts and token counts as
+    /// integers (`bytes_per_token`, `window_bytes`, `context_tokens`, `fp16_context_tokens`...),
+    /// `multiplier` and `asymptotic_ratio` as numbers (`multiplier` is null when an f16 cache
+    /// holds no token).
+    #[arg(long)]
+    json: bool,
+}
+
+/// A budget as typed (`MB`) and in bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Budget {
+    mb: String,
+    bytes: u64,
+}
+
+/// Bytes in one MB, the unit of `--budget-mb`.
+const MB: u64 = 1_000_000;
+/// The largest budget taken, in MB (an exabyte): every byte count of a plan then fits a u64.
+const MAX_BUDGET_MB: u64 = 1_000_000_000_000;
+
+/// Parses a whole number (clap names the option and the value around the message).
+fn whole(s: &str) -> Result<u32, String> {
+    s.parse().map_err(|_| format!("expected a whole number from 0 to {}", u32::MAX))
+}
+
+/// Parses a positive number of MB with up to six decimals into exact bytes.
+fn megabytes(s: &str) -> Result<Budget, String> {
+    let bad = || {
+        format!(
+            "expected a positive number of MB (1 MB = 1000000 bytes) with at most six decimals, up to {MAX_BUDGET_MB}"
+        )
+    };
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    if (int.is_empty() && frac.is_empty()) || !digits(int) || !digits(frac) || frac.len() > 6 {
+        return Err(bad());
+    }
+    let int: u64 = if int.is_empty() { 0 } else { int.parse().map_err(|_| bad())? };
+    let frac: u64 = format!("{frac:0<6}").parse().map_err(|_| bad())?;
+    if int > MAX_BUDGET_MB || (int == MAX_BUDGET_MB && frac > 0) {
+        return Err(bad());
+    }
+    let bytes = int * MB + frac;
+    if bytes == 0 {
+        return Err(bad());
+    }
+    Ok(Budget { mb: s.to_string(), bytes })
 }
 
 #[derive(Debug, Args)]
@@ -109,12 +203,16 @@ enum CliError {
     Invalid { error: WgslError, hint: Option<String> },
     /// Standard output could not be written.
     Stdout(io::Error),
+    /// A selection that asks for an op but yields no kernel of it.
+    NoKernels(String),
+    /// `kv-plan`: the budget holds no cache.
+    Plan { budget_mb: String, error: KvPlanError },
 }
 
 impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
-            CliError::Spec(_) => EXIT_USAGE,
+            CliError::Spec(_) | CliError::NoKernels(_) | CliError::Plan { .. } => EXIT_USAGE,
             CliError::Invalid { .. } | CliError::Package(PackageError::Wgsl(_)) => EXIT_INVALID,
             CliError::OutDir { .. } | CliError::Package(_) | CliError::Read { .. } | CliError::Stdout(_) => EXIT_IO,
         }
@@ -132,6 +230,8 @@ impl fmt::Display for CliError {
             CliError::Read { path, .. } => write!(f, "cannot read `{}`", path.display()),
             CliError::Invalid { error, .. } => fmt::Display::fmt(error, f),
             CliError::Stdout(_) => f.write_str("cannot write to standard output"),
+            CliError::NoKernels(why) => f.write_str(why),
+            CliError::Plan { budget_mb, error } => write!(f, "--budget-mb {budget_mb}: {error}"),
         }
     }
 }
@@ -142,7 +242,8 @@ impl Error for CliError {
         // continues with *their* sources.
         match self {
             CliError::Spec(e) => e.source(),
-            CliError::OutDir { .. } => None,
+            CliError::OutDir { .. } | CliError::NoKernels(_) => None,
+            CliError::Plan { error, .. } => error.source(),
             CliError::Package(e) => e.source(),
             CliError::Read { source, .. } | CliError::Stdout(source) => Some(source),
             CliError::Invalid { error, .. } => error.source(),
@@ -178,6 +279,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Emit(args) => emit(&args),
         Command::List => list(),
+        Command::KvPlan(args) => kv_plan(&args),
         Command::Validate(args) => validate(&args),
     };
     match result {
@@ -226,7 +328,7 @@ struct Selection {
     specs: Vec<KernelSpec>,
 }
 
-fn select(args: &EmitArgs) -> Result<Selection, SpecError> {
+fn select(args: &EmitArgs) -> Result<Selection, CliError> {
     let target: Target = args.target.parse()?;
     let ops: Vec<Op> = if args.ops.is_empty() {
         Op::ALL.to_vec()
@@ -254,15 +356,22 @@ fn select(args: &EmitArgs) -> Result<Selection, SpecError> {
     } else {
         args.tier.iter().map(|t| Profile::parse_tier(target, t)).collect::<Result<_, _>>()?
     };
-    let specs = KernelSpec::select(
-        target,
-        &dedup(ops),
-        &dedup(bits),
-        &dedup(groups),
-        &dedup(schemes),
-        &codegen::kv::HEAD_DIMS,
-        &dedup(tiers),
-    )?;
+    let head_dims: Vec<u32> =
+        if args.head_dim.is_empty() { codegen::kv::HEAD_DIMS.to_vec() } else { args.head_dim.clone() };
+    let (ops, bits, groups, head_dims) = (dedup(ops), dedup(bits), dedup(groups), dedup(head_dims));
+    let specs = KernelSpec::select(target, &ops, &bits, &groups, &dedup(schemes), &head_dims, &dedup(tiers))?;
+    // Only a KV op can come out empty: every bit width 16, or every group over every head dim.
+    if let Some(op) = ops.iter().find(|&&op| !specs.iter().any(|s| s.op == op)) {
+        return Err(CliError::NoKernels(format!(
+            "--ops {} selects no kernel: KV ops take bits {} (not 16) and groups no larger than the head dim, \
+             but the selection has bits {}, groups {} and head dims {}",
+            op.name(),
+            join(Format::QUANT_BITS),
+            join(&bits),
+            join(&groups),
+            join(&head_dims)
+        )));
+    }
     Ok(Selection { target, specs })
 }
 
@@ -411,6 +520,138 @@ fn list() -> Result<(), CliError> {
     ];
     out.push('\n');
     table(&mut out, "Formats:", &rows);
+
+    let kv_ops = join(Op::ALL.iter().filter(|op| op.is_kv()).map(|op| op.name()));
+    let rows = vec![
+        vec!["--head-dim".into(), join(codegen::kv::HEAD_DIMS)],
+        vec![
+            "format".into(),
+            format!(
+                "always asym (an f16 scale and an f16 min per group); bits {}; group {} with group <= head_dim",
+                join(Format::QUANT_BITS),
+                join(Format::GROUP_SIZES)
+            ),
+        ],
+        vec!["gqa".into(), format!("query heads = KV heads x 1 to {}", codegen::kv::MAX_GQA)],
+        vec!["memory".into(), "shadergen kv-plan (bytes per token, context in a budget, vs an f16 cache)".into()],
+    ];
+    out.push('\n');
+    table(&mut out, &format!("KV cache ({kv_ops}; docs/FORMAT.md section 11):"), &rows);
+    print(&out)
+}
+
+/// `1 layer`, `32 layers`.
+fn count(n: u64, what: &str) -> String {
+    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
+}
+
+/// A ratio for people: at most three decimals, trailing zeros dropped (`8`, `5.333`, `7.111`).
+fn times(x: f64) -> String {
+    let text = format!("{x:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+fn kv_plan(args: &KvPlanArgs) -> Result<(), CliError> {
+    let format = codegen::kv::format_of(args.bits, args.group, args.head_dim)?;
+    let plan = KvPlan::new(format, args.head_dim, args.kv_heads, args.window, args.layers, args.budget_mb.bytes)
+        .map_err(|error| match error {
+            KvPlanError::Spec(e) => CliError::Spec(e),
+            error => CliError::Plan { budget_mb: args.budget_mb.mb.clone(), error },
+        })?;
+    // Bits per element with the scale and min (bits + 32/G), and the same from the byte
+    // counts: an element of an f16 cache is 16 bits.
+    let element_bits = format.bits_per_weight();
+    let overhead = element_bits - format.bits() as f64;
+    let naive = 16.0 / format.bits() as f64;
+    let per_layer = plan.per_token_bytes / plan.layers as u64;
+    let fp16_per_layer = plan.fp16_per_token_bytes / plan.layers as u64;
+    if args.json {
+        let json = serde_json::json!({
+            "layers": plan.layers,
+            "kv_heads": plan.kv_heads,
+            "head_dim": plan.head_dim,
+            "bits": format.bits(),
+            "group": format.group_size(),
+            "scheme": format.scheme().name(),
+            "format": format.tag(),
+            "window": plan.window,
+            "budget_mb": plan.budget as f64 / MB as f64,
+            "budget_bytes": plan.budget,
+            "bytes_per_token": plan.per_token_bytes,
+            "bytes_per_token_per_layer": per_layer,
+            "window_bytes": plan.window_bytes,
+            "context_tokens": plan.max_seq,
+            "used_bytes": plan.used_bytes(),
+            "fp16_bytes_per_token": plan.fp16_per_token_bytes,
+            "fp16_context_tokens": plan.fp16_max_seq,
+            "multiplier": plan.multiplier(),
+            "asymptotic_ratio": plan.asymptotic_ratio(),
+            "bits_per_element": element_bits,
+        });
+        return print(&format!("{}\n", serde_json::to_string_pretty(&json).expect("a plan serializes")));
+    }
+    let window_note = if plan.window > 0 {
+        format!("the f16 window's fixed {} bytes lower this budget's multiplier further", plan.window_bytes)
+    } else {
+        "there is no f16 window".to_string()
+    };
+    let multiplier = match plan.multiplier() {
+        Some(m) => format!("{}x the f16 context ({} / {} tokens)", times(m), plan.max_seq, plan.fp16_max_seq),
+        None => "none: an f16 cache holds no token in this budget".to_string(),
+    };
+    let rows = [
+        ["budget".to_string(), format!("{} MB = {} bytes (1 MB = 1000000 bytes)", args.budget_mb.mb, plan.budget)],
+        [
+            "per token".into(),
+            format!(
+                "{} bytes ({per_layer} per layer: codes, scales and mins of K and V); f16: {} ({fp16_per_layer} per layer)",
+                plan.per_token_bytes, plan.fp16_per_token_bytes
+            ),
+        ],
+        [
+            "window".into(),
+            if plan.window > 0 {
+                format!("{} bytes, fixed ({} f16 tokens per head and layer)", plan.window_bytes, plan.window)
+            } else {
+                "0 bytes (no f16 window)".into()
+            },
+        ],
+        [
+            "context".into(),
+            format!("{} tokens (max_seq, even; the caches take {} bytes)", plan.max_seq, plan.used_bytes()),
+        ],
+        ["f16 context".into(), format!("{} tokens", plan.fp16_max_seq)],
+        ["multiplier".into(), multiplier],
+        [
+            "asymptotic".into(),
+            format!(
+                "{}x (f16 / quantized bytes per token: {} / {})",
+                times(plan.asymptotic_ratio()),
+                plan.fp16_per_token_bytes,
+                plan.per_token_bytes
+            ),
+        ],
+    ];
+    let mut out = format!(
+        "KV cache: {} x {} x head_dim {}, {} ({}), window {}\n",
+        count(plan.layers as u64, "layer"),
+        count(plan.kv_heads as u64, "KV head"),
+        plan.head_dim,
+        format.tag(),
+        format.describe(),
+        plan.window
+    );
+    let width = rows.iter().map(|r| r[0].len()).max().unwrap_or(0);
+    for [label, value] in &rows {
+        out.push_str(&format!("  {:<width$}  {value}\n", format!("{label}:"), width = width + 1));
+    }
+    out.push_str(&format!(
+        "Not {}x: each group of {g} elements also stores an f16 scale and an f16 min (32/{g} = {overhead} bit per \
+         element), so an element takes {element_bits} bits, 16/{element_bits} = {}x; {window_note}.\n",
+        times(naive),
+        times(16.0 / element_bits),
+        g = format.group_size(),
+    ));
     print(&out)
 }
 

@@ -373,10 +373,7 @@ pub enum KvPlanError {
     #[error(transparent)]
     Spec(#[from] SpecError),
     /// The budget is below the smallest valid cache.
-    #[error(
-        "a budget of {budget} bytes holds no cache: the smallest ({layers} layers, max_seq {min_seq}{}) takes {needed} bytes",
-        if *window > 0 { format!(", of which {window_bytes} for the f16 window of {window} tokens") } else { String::new() }
-    )]
+    #[error("{}", too_small(*.budget, *.needed, *.min_seq, *.window, *.window_bytes, *.layers))]
     TooSmall {
         /// The budget, bytes.
         budget: u64,
@@ -391,4 +388,19 @@ pub enum KvPlanError {
         /// Layers.
         layers: u32,
     },
+}
+
+fn too_small(budget: u64, needed: u128, min_seq: u128, window: u32, window_bytes: u128, layers: u32) -> String {
+    let layers = if layers == 1 { "1 layer".to_string() } else { format!("{layers} layers") };
+    if window == 0 {
+        format!(
+            "a budget of {budget} bytes holds no cache: the smallest ({layers}, max_seq {min_seq}) takes {needed} bytes"
+        )
+    } else {
+        format!(
+            "a budget of {budget} bytes holds no cache with a window of {window} tokens: the f16 window alone takes \
+             {window_bytes} bytes over {layers}, and the smallest cache around it (max_seq {min_seq}, as the window \
+             is at most max_seq) takes {needed} bytes"
+        )
+    }
 }

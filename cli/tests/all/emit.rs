@@ -45,7 +45,8 @@ fn check_package(dir: &Path, target: &str) -> Vec<Value> {
     kernels
 }
 
-/// Emits `--bits 4,16 --group 32 --scheme sym` for `target` and checks the package.
+/// Emits `--ops matvec,matmul --bits 4,16 --group 32 --scheme sym` for `target` and checks
+/// the package.
 fn emit_small(target: &str) {
     let scratch = Scratch::new(&format!("emit_small_{target}"));
     let out_dir = scratch.path("out");
@@ -55,6 +56,8 @@ fn emit_small(target: &str) {
         target,
         "--out",
         out_dir.to_str().unwrap(),
+        "--ops",
+        "matvec,matmul",
         "--bits",
         "4,16",
         "--group",
@@ -106,8 +109,17 @@ fn emit_default_is_the_full_set() {
     let out = shadergen(&["emit", "--target", "firefox", "--out", out_dir.to_str().unwrap()]);
     assert_status(&out, 0);
     let kernels = check_package(&out_dir, "firefox");
-    // tiers x 2 ops x (4 bits x 3 groups x 2 schemes + the f16 baseline)
-    assert_eq!(kernels.len(), tier_count("firefox") * 2 * (4 * 3 * 2 + 1));
+    // Per tier: matvec and matmul x (4 bits x 3 groups x 2 schemes + the f16 baseline), and
+    // kv-append and kv-attend x 4 bits x (head_dim 64: groups 32, 64; head_dim 128: all 3).
+    let per_op = |op: &str| kernels.iter().filter(|k| k["op"] == op).count();
+    let tiers = tier_count("firefox");
+    for op in ["matvec", "matmul"] {
+        assert_eq!(per_op(op), tiers * (4 * 3 * 2 + 1), "{op}");
+    }
+    for op in ["kv-append", "kv-attend"] {
+        assert_eq!(per_op(op), tiers * 4 * (2 + 3), "{op}");
+    }
+    assert_eq!(kernels.len(), tiers * (2 * 25 + 2 * 20));
     let mut names: Vec<&str> = kernels.iter().map(|k| k["name"].as_str().unwrap()).collect();
     names.sort();
     names.dedup();
@@ -183,9 +195,77 @@ fn emit_selected_tier_op_and_scheme() {
 fn emit_into_an_existing_folder() {
     let scratch = Scratch::new("emit_into_an_existing_folder");
     let out_dir = scratch.path("pkg");
+    let out = out_dir.to_str().unwrap();
     let args =
-        ["emit", "--target", "safari", "--out", out_dir.to_str().unwrap(), "--bits", "2", "--group", "128", "-q"];
+        ["emit", "--target", "safari", "--out", out, "--ops", "matvec,matmul", "--bits", "2", "--group", "128", "-q"];
     assert_status(&shadergen(&args), 0);
     assert_status(&shadergen(&args), 0);
     assert_eq!(check_package(&out_dir, "safari").len(), tier_count("safari") * 2 * 2);
+}
+
+/// Emits the KV ops for `target` at `head_dims` (`None`: the default, both) with 4-bit codes
+/// in groups of 32 and checks the package; returns its kernels.
+fn emit_kv(scratch: &Scratch, target: &str, head_dims: Option<&str>) -> Vec<Value> {
+    let out_dir = scratch.path(target);
+    let mut args = vec![
+        "emit",
+        "--target",
+        target,
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--ops",
+        "kv-append,kv-attend",
+        "--bits",
+        "4",
+        "--group",
+        "32",
+        "-q",
+    ];
+    if let Some(d) = head_dims {
+        args.extend(["--head-dim", d]);
+    }
+    let out = shadergen(&args);
+    assert_status(&out, 0);
+    check_package(&out_dir, target)
+}
+
+// Needs the WebAssembly twins of the KV ops (codegen/src/wasm/kv.rs): emit builds both.
+#[test]
+fn emit_kv_ops_for_every_target() {
+    let scratch = Scratch::new("emit_kv_ops_for_every_target");
+    for target in ["generic", "chrome", "edge", "firefox", "safari", "native"] {
+        let kernels = emit_kv(&scratch, target, None);
+        // Per tier: 2 ops x 2 head dims (group 32 fits both).
+        assert_eq!(kernels.len(), tier_count(target) * 2 * 2, "{target}");
+        for k in &kernels {
+            let name = k["name"].as_str().unwrap();
+            let op = k["op"].as_str().unwrap();
+            assert!(op == "kv-append" || op == "kv-attend", "{k}");
+            assert!(name.starts_with(&format!("{}_q4g32a_d", op.replace('-', "_"))), "{name}");
+            assert_eq!(k["bits"], 4);
+            assert_eq!(k["group_size"], 32);
+            assert_eq!(k["scheme"], "asym", "KV ops are always asym");
+        }
+        for d in [64, 128] {
+            assert!(kernels.iter().any(|k| k["name"].as_str().unwrap().contains(&format!("_d{d}_"))), "{target} d{d}");
+        }
+    }
+}
+
+// Needs the WebAssembly twins of the KV ops (codegen/src/wasm/kv.rs): emit builds both.
+#[test]
+fn emit_kv_ops_with_head_dim() {
+    let scratch = Scratch::new("emit_kv_ops_with_head_dim");
+    let kernels = emit_kv(&scratch, "native", Some("64,64"));
+    assert_eq!(kernels.len(), tier_count("native") * 2);
+    let ops: Vec<&str> = kernels.iter().map(|k| k["op"].as_str().unwrap()).collect();
+    assert_eq!(ops.iter().filter(|&&o| o == "kv-append").count(), tier_count("native"));
+    assert_eq!(ops.iter().filter(|&&o| o == "kv-attend").count(), tier_count("native"));
+    for k in &kernels {
+        assert!(k["name"].as_str().unwrap().contains("_d64_"), "{k}");
+    }
+    // The emitted kv-attend validates on its own too.
+    let file = scratch.path("native").join("kv_attend_q4g32a_d64_base.wgsl");
+    let out = shadergen(&["validate", file.to_str().unwrap()]);
+    assert_status(&out, 0);
 }

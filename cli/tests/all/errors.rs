@@ -58,8 +58,39 @@ fn tier_the_target_lacks_is_rejected() {
 
 #[test]
 fn unknown_op_and_scheme_are_rejected() {
-    rejects("unknown_op_is_rejected", "native", &["--ops", "matvec,conv"], &["`conv`", "matvec, matmul"]);
+    rejects(
+        "unknown_op_is_rejected",
+        "native",
+        &["--ops", "matvec,conv"],
+        &["`conv`", "matvec, matmul, kv-append, kv-attend"],
+    );
+    rejects("kv_op_spelled_with_underscore", "native", &["--ops", "kv_attend"], &["`kv_attend`", "kv-attend"]);
     rejects("unknown_scheme_is_rejected", "native", &["--scheme", "affine"], &["`affine`", "sym or asym"]);
+}
+
+#[test]
+fn bad_head_dim_is_rejected() {
+    rejects(
+        "head_dim_96_is_rejected",
+        "native",
+        &["--ops", "kv-attend", "--head-dim", "64,96"],
+        &["`96`", "64 or 128"],
+    );
+    // Checked whatever the ops, as groups are for the f16 baseline.
+    rejects("head_dim_96_without_kv_ops", "native", &["--ops", "matvec", "--head-dim", "96"], &["`96`", "64 or 128"]);
+    rejects("head_dim_not_a_number", "native", &["--head-dim", "wide"], &["'wide'", "--head-dim", "whole number"]);
+}
+
+#[test]
+fn kv_op_without_a_kernel_is_rejected() {
+    // KV ops have no f16 baseline, and no group larger than the head dim.
+    rejects("kv_op_bits_16", "native", &["--ops", "matvec,kv-append", "--bits", "16"], &["kv-append", "bits 16"]);
+    rejects(
+        "kv_op_group_over_head_dim",
+        "native",
+        &["--ops", "kv-attend", "--group", "128", "--head-dim", "64"],
+        &["kv-attend", "groups 128", "head dims 64"],
+    );
 }
 
 #[test]
@@ -107,7 +138,19 @@ fn out_in_proc_fails_cleanly() {
         return;
     }
     let out_dir = format!("/proc/shadergen-{}", std::process::id());
-    let out = shadergen(&["emit", "--target", "native", "--out", &out_dir, "--bits", "4", "--group", "32"]);
+    let out = shadergen(&[
+        "emit",
+        "--target",
+        "native",
+        "--out",
+        &out_dir,
+        "--ops",
+        "matvec,matmul",
+        "--bits",
+        "4",
+        "--group",
+        "32",
+    ]);
     assert_ne!(out.status.code(), Some(0));
     assert!(out.status.code().is_some());
     assert!(stderr(&out).contains(&out_dir), "{}", stderr(&out));

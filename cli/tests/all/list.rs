@@ -16,9 +16,14 @@ fn list_mentions_every_target_tier_and_op() {
     for tier in ["base", "f16", "subgroups", "f16-subgroups", "shader-f16"] {
         assert!(text.contains(tier), "{tier} missing:\n{text}");
     }
-    for op in ["matvec", "matmul"] {
-        assert!(text.contains(op), "{op} missing:\n{text}");
+    for op in ["matvec", "matmul", "kv-append", "kv-attend"] {
+        assert!(text.lines().any(|l| l.trim_start().starts_with(&format!("{op} "))), "no line for op {op}:\n{text}");
     }
+    // The KV section: head dims and the KV format rule.
+    let head_dim = text.lines().find(|l| l.trim_start().starts_with("--head-dim ")).expect("a --head-dim line");
+    assert!(head_dim.ends_with("64, 128"), "{head_dim}");
+    assert!(text.contains("always asym") && text.contains("group <= head_dim"), "{text}");
+    assert!(text.contains("kv-plan"), "{text}");
     // The firefox row's tier column names its tiers, and only those.
     let firefox = text.lines().find(|l| l.trim_start().starts_with("firefox ")).unwrap();
     let columns: Vec<&str> = firefox.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
@@ -30,7 +35,7 @@ fn emit_help_mentions_its_options() {
     let out = shadergen(&["emit", "--help"]);
     assert_status(&out, 0);
     let text = stdout(&out);
-    for opt in ["--target", "--out", "--ops", "--bits", "--group", "--scheme", "--tier"] {
+    for opt in ["--target", "--out", "--ops", "--bits", "--group", "--scheme", "--tier", "--head-dim"] {
         assert!(text.contains(opt), "{opt} missing:\n{text}");
     }
 }
@@ -40,7 +45,8 @@ fn help_lists_the_commands() {
     let out = shadergen(&["--help"]);
     assert_status(&out, 0);
     let text = stdout(&out);
-    for cmd in ["emit", "list", "validate"] {
+    for cmd in ["emit", "list", "validate", "kv-plan"] {
         assert!(text.contains(cmd), "{cmd} missing:\n{text}");
     }
+    assert!(text.contains("kv-append") && text.contains("kv-attend"), "the about names the KV ops:\n{text}");
 }

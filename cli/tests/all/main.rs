@@ -3,5 +3,6 @@
 mod common;
 mod emit;
 mod errors;
+mod kv_plan;
 mod list;
 mod validate;
