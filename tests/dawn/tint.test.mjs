@@ -287,20 +287,26 @@ test('every emitted kernel compiles with Tint (Dawn on lavapipe)', { timeout: 30
             const { code, adapted } = tintText(manifest, kernel, raw);
             tintTexts.add(code);
             if (adapted) row.adapted++;
-            const key = `${features.join(',')}\0${kernel.entry_point}\0${code}`;
-            let problems;
-            if (DEDUPE && cache.has(key)) {
-              problems = cache.get(key);
-              row.reused++;
-            } else {
+            // Every pass's entry point is a pipeline (kv-attend has a split and a combine pass).
+            const entries = (kernel.dispatch?.passes ?? []).map((p) => p.entry_point);
+            if (!entries.includes(kernel.entry_point)) entries.unshift(kernel.entry_point);
+            const problems = [];
+            for (const entry of entries) {
+              const key = `${features.join(',')}\0${entry}\0${code}`;
+              if (DEDUPE && cache.has(key)) {
+                problems.push(...cache.get(key));
+                row.reused++;
+                continue;
+              }
               if (!state || state.lost || pipelines >= MAX_PIPELINES_PER_DEVICE) {
                 if (state) destroyDevice(state);
                 state = await newDevice(g, features);
                 pipelines = 0;
               }
               pipelines++;
-              problems = await checkWgsl(state, code, kernel.entry_point);
-              if (DEDUPE) cache.set(key, problems);
+              const found = await checkWgsl(state, code, entry);
+              if (DEDUPE) cache.set(key, found);
+              problems.push(...found);
             }
             if (problems.length) {
               row.failed++;

@@ -203,8 +203,9 @@ fn names_are_unique_within_each_default_set() {
         let set = KernelSpec::default_set(t);
         let names: BTreeSet<String> = set.iter().map(|s| s.name()).collect();
         assert_eq!(names.len(), set.len(), "{t}: duplicate kernel names");
-        // 2 ops x (4 widths x 3 groups x 2 schemes + the f16 baseline) per tier.
-        assert_eq!(set.len(), t.info().tiers.len() * 2 * (4 * 3 * 2 + 1), "{t}");
+        // Per tier: 2 weight ops x (4 widths x 3 groups x 2 schemes + the f16 baseline), and
+        // 2 KV ops x 4 widths x (2 groups for head_dim 64 + 3 for 128), always asym.
+        assert_eq!(set.len(), t.info().tiers.len() * (2 * (4 * 3 * 2 + 1) + 2 * 4 * (2 + 3)), "{t}");
         for s in &set {
             assert_eq!(s.profile.target, t);
             let name = s.name();
@@ -212,7 +213,7 @@ fn names_are_unique_within_each_default_set() {
                 name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
                 "{name} is not an identifier"
             );
-            assert!(name.starts_with(s.op.name()) && name.contains(&s.format.tag()), "{name}");
+            assert!(name.starts_with(&s.op.name().replace('-', "_")) && name.contains(&s.format.tag()), "{name}");
             assert!(name.ends_with(&s.profile.tier.name().replace('-', "_")), "{name}");
         }
         total += set.len();
@@ -223,6 +224,36 @@ fn names_are_unique_within_each_default_set() {
         "matvec_q4g32s_f16_subgroups"
     );
     assert_eq!(spec(Op::Matmul, 16, 32, Scheme::Sym, Target::Safari, Tier::Base).name(), "matmul_f16_base");
+    let kv = KernelSpec::kv(Op::KvAttend, Format::quant(4, 32, Scheme::Asym).unwrap(), 128, Target::Chrome, Tier::F16);
+    assert_eq!(kv.unwrap().name(), "kv_attend_q4g32a_d128_f16");
+}
+
+/// KV specs refuse what the cache format cannot hold, naming the value.
+#[test]
+fn kv_specs_check_their_format() {
+    let kv = |bits, group, scheme, d| {
+        KernelSpec::kv(Op::KvAppend, Format::from_bits(bits, group, scheme)?, d, Target::Generic, Tier::Base)
+    };
+    assert!(kv(2, 32, Scheme::Asym, 64).is_ok());
+    assert_eq!(kv(4, 32, Scheme::Asym, 96).unwrap_err(), SpecError::HeadDim(96));
+    assert!(kv(4, 32, Scheme::Sym, 64).unwrap_err().to_string().contains("asym"));
+    assert!(kv(4, 128, Scheme::Asym, 64).unwrap_err().to_string().contains("group 128 is larger than head_dim 64"));
+    assert!(kv(16, 32, Scheme::Asym, 64).unwrap_err().to_string().contains("f16 baseline"));
+    assert!(KernelSpec::new(Op::KvAttend, Format::quant(4, 32, Scheme::Asym).unwrap(), Target::Generic, Tier::Base).is_err());
+    let s = kv(4, 32, Scheme::Asym, 64).unwrap();
+    let layout = codegen::KvLayout::new(s.format, 64, 2, 8, 2).unwrap();
+    assert!(s.check_kv(&layout, 6, 2, 0, 0).is_ok());
+    assert!(s.check_kv(&layout, 6, 3, 0, 0).unwrap_err().to_string().contains("overflows max_seq = 8"));
+    assert_eq!(s.check_kv(&layout, 6, 0, 0, 0).unwrap_err(), SpecError::Zero("new tokens"));
+    assert!(codegen::KvLayout::new(s.format, 64, 2, 7, 0).unwrap_err().to_string().contains("even"));
+    assert!(codegen::KvLayout::new(s.format, 64, 2, 8, 9).unwrap_err().to_string().contains("window 9"));
+    let a = KernelSpec::kv(Op::KvAttend, s.format, 64, Target::Generic, Tier::Base).unwrap();
+    assert!(a.check_kv(&layout, 8, 0, 16, 64).is_ok());
+    assert!(a.check_kv(&layout, 8, 0, 6, 64).is_ok());
+    assert!(a.check_kv(&layout, 8, 0, 5, 64).unwrap_err().to_string().contains("n_heads = 5"));
+    assert!(a.check_kv(&layout, 8, 0, 18, 64).unwrap_err().to_string().contains("n_heads = 18"));
+    assert!(a.check_kv(&layout, 8, 0, 4, 32).unwrap_err().to_string().contains("split_len = 32"));
+    assert_eq!(a.check_kv(&layout, 0, 0, 4, 64).unwrap_err(), SpecError::Zero("cache length"));
 }
 
 #[test]
