@@ -1,10 +1,13 @@
 //! The WebAssembly backend: runs a kernel's SIMD or scalar module in wasmtime, in-process.
 //!
 //! Buffers are laid out as the manifest's ABI says (`codegen::wasm::abi`): from byte 1024
-//! on, 16-byte aligned, in the order weights, scales, mins, x, y; memory grows to fit.
+//! on, 16-byte aligned, in argument order (matvec and matmul: weights, scales, mins, x, y;
+//! kv-append: params, codes, scales, mins, window, kv_new; kv-attend: params, codes, scales,
+//! mins, window, q, out); memory grows to fit.
 
 use crate::RuntimeError;
-use codegen::{KernelSpec, Weights, wasm};
+use codegen::kv::{KvCache, default_split_len};
+use codegen::{KernelSpec, Op, Weights, wasm};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -72,6 +75,53 @@ impl WasmRunner {
     ) -> Result<Vec<f32>, RuntimeError> {
         crate::check_call(spec, w.format, w.n, w.k, x.len(), m)?;
         self.load(spec, variant, w, m)?.run(x)
+    }
+
+    /// Appends tokens (`k`, `v`: `[n][kv_heads][head_dim]` f32) to `cache` with the kv-append
+    /// kernel `spec`'s `variant` module; the cache's bytes are rewritten by the module.
+    pub fn kv_append(
+        &self,
+        spec: &KernelSpec,
+        variant: Variant,
+        cache: &mut KvCache,
+        k: &[f32],
+        v: &[f32],
+    ) -> Result<(), RuntimeError> {
+        self.load_kv(spec, variant)?.kv_append(cache, k, v)
+    }
+
+    /// Decode attention of `n_heads` query heads (`q`: `[n_heads][head_dim]`) over `cache`
+    /// with the kv-attend kernel `spec`'s `variant` module; returns `[n_heads][head_dim]`.
+    pub fn kv_attend(
+        &self,
+        spec: &KernelSpec,
+        variant: Variant,
+        cache: &KvCache,
+        q: &[f32],
+        n_heads: usize,
+    ) -> Result<Vec<f32>, RuntimeError> {
+        self.load_kv(spec, variant)?.kv_attend(cache, q, n_heads)
+    }
+
+    /// Instantiates a kv-append or kv-attend kernel's `variant` module, for any number of calls
+    /// on any caches of its format and head dimension.
+    pub fn load_kv(&self, spec: &KernelSpec, variant: Variant) -> Result<WasmKvKernel, RuntimeError> {
+        let name = spec.name();
+        if !spec.op.is_kv() {
+            return Err(RuntimeError::Shape { kernel: name, message: format!("{} is not a KV op", spec.op.name()) });
+        }
+        let module = self.module(spec, variant)?;
+        let mut store = wasmtime::Store::new(&self.engine, ());
+        let instance = wasmtime::Instance::new(&mut store, &module, &[]).map_err(|e| err(&name, e))?;
+        let memory =
+            instance.get_memory(&mut store, "memory").ok_or_else(|| err(&name, "module exports no `memory`"))?;
+        let func =
+            instance.get_func(&mut store, &name).ok_or_else(|| err(&name, "module exports no kernel function"))?;
+        let want = wasm::abi(spec).args.len();
+        if func.ty(&store).params().len() != want {
+            return Err(err(&name, format!("the kernel function does not take the ABI's {want} arguments")));
+        }
+        Ok(WasmKvKernel { spec: *spec, name, store, memory, func })
     }
 
     /// Instantiates `spec`'s `variant` module with the weights copied in once, for `m` rows
@@ -150,5 +200,128 @@ impl WasmKernel {
         self.func.call(&mut self.store, self.args).map_err(|e| err(&self.name, e))?;
         let y = &self.memory.data(&self.store)[y_at..y_at + 4 * self.y_len];
         Ok(y.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    }
+}
+
+/// An instantiated kv-append or kv-attend module. Each call copies the cache in (and, for
+/// kv-append, back out): the host's [`KvCache`] stays the one copy of the cache.
+pub struct WasmKvKernel {
+    spec: KernelSpec,
+    name: String,
+    store: wasmtime::Store<()>,
+    memory: wasmtime::Memory,
+    func: wasmtime::Func,
+}
+
+impl WasmKvKernel {
+    fn shape(&self, message: impl Into<String>) -> RuntimeError {
+        RuntimeError::Shape { kernel: self.name.clone(), message: message.into() }
+    }
+
+    /// Lays `buffers` out (bytes each, in argument order) from the scratch boundary on,
+    /// 16-byte aligned, grows memory to fit, copies them in (a `None` is the kernel's output)
+    /// and returns their byte offsets.
+    fn place(&mut self, buffers: &[(usize, Option<&[u8]>)]) -> Result<Vec<u64>, RuntimeError> {
+        let mut next = wasm::SCRATCH_BYTES as u64;
+        let mut at = Vec::with_capacity(buffers.len());
+        for &(bytes, _) in buffers {
+            at.push(next);
+            next = (next + bytes as u64).div_ceil(16) * 16;
+        }
+        if next > u32::MAX as u64 {
+            return Err(self.shape(format!("buffers need {next} bytes, over the 4 GiB a wasm32 memory can hold")));
+        }
+        let pages = next.div_ceil(65536);
+        let have = self.memory.size(&self.store);
+        if pages > have {
+            self.memory
+                .grow(&mut self.store, pages - have)
+                .map_err(|e| err(&self.name, format!("growing memory to {pages} pages: {e}")))?;
+        }
+        let mem = self.memory.data_mut(&mut self.store);
+        for (&(_, data), &a) in buffers.iter().zip(&at) {
+            if let Some(data) = data {
+                mem[a as usize..a as usize + data.len()].copy_from_slice(data);
+            }
+        }
+        Ok(at)
+    }
+
+    fn call(&mut self, at: &[u64]) -> Result<(), RuntimeError> {
+        // Offsets fit u32 (checked by `place`); wasm passes them as i32 bit patterns.
+        let args: Vec<wasmtime::Val> = at.iter().map(|&a| wasmtime::Val::I32(a as u32 as i32)).collect();
+        self.func.call(&mut self.store, &args, &mut []).map_err(|e| err(&self.name, e))
+    }
+
+    fn words(&self, at: u64, n: usize) -> Vec<u32> {
+        let bytes = &self.memory.data(&self.store)[at as usize..at as usize + 4 * n];
+        bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    }
+
+    /// Appends tokens (`k`, `v`: `[n][kv_heads][head_dim]` f32, finite and within f16's range)
+    /// at `cache.len`; on success the cache holds exactly the bytes `KvCache::append` writes.
+    pub fn kv_append(&mut self, cache: &mut KvCache, k: &[f32], v: &[f32]) -> Result<(), RuntimeError> {
+        if self.spec.op != Op::KvAppend {
+            return Err(self.shape(format!("{} is not a kv-append kernel", self.name)));
+        }
+        let l = cache.layout;
+        let n = l.check_new(k, v).map_err(|e| self.shape(e.to_string()))?;
+        if n == 0 {
+            return Err(self.shape("nothing to append: k and v are empty"));
+        }
+        self.spec.check_kv(&l, cache.len as u64, n as u64, 0, 0).map_err(|e| self.shape(e.to_string()))?;
+        let params = [l.kv_heads, l.max_seq, l.window, cache.len as u32, n as u32, 0, 0, 0];
+        let new: Vec<f32> = k.iter().chain(v).copied().collect();
+        let store = &cache.store;
+        let at = self.place(&[
+            (32, Some(bytemuck::cast_slice(&params))),
+            (4 * store.words.len(), Some(bytemuck::cast_slice(&store.words))),
+            (4 * store.scales.len(), Some(bytemuck::cast_slice(&store.scales))),
+            (4 * store.mins.len(), Some(bytemuck::cast_slice(&store.mins))),
+            (4 * cache.window.len(), Some(bytemuck::cast_slice(&cache.window))),
+            (4 * new.len(), Some(bytemuck::cast_slice(&new))),
+        ])?;
+        self.call(&at)?;
+        let words = self.words(at[1], cache.store.words.len());
+        let scales = self.words(at[2], cache.store.scales.len());
+        let mins = self.words(at[3], cache.store.mins.len());
+        let window = self.words(at[4], cache.window.len());
+        cache.store.words = words;
+        cache.store.scales = scales;
+        cache.store.mins = mins;
+        cache.window = window;
+        cache.len += n;
+        Ok(())
+    }
+
+    /// Decode attention of `n_heads` query heads (`q`: `[n_heads][head_dim]`) over the
+    /// `cache.len` tokens of `cache`; returns `[n_heads][head_dim]`.
+    pub fn kv_attend(&mut self, cache: &KvCache, q: &[f32], n_heads: usize) -> Result<Vec<f32>, RuntimeError> {
+        if self.spec.op != Op::KvAttend {
+            return Err(self.shape(format!("{} is not a kv-attend kernel", self.name)));
+        }
+        let l = cache.layout;
+        let d = l.head_dim as usize;
+        if q.len() != n_heads * d {
+            return Err(self.shape(format!("q has {} values, expected n_heads {n_heads} x head_dim {d}", q.len())));
+        }
+        // The module runs no splits; the check takes the split length the GPU would use.
+        let split_len = default_split_len(cache.len as u32, l.kv_heads, self.spec.tuning.chunk);
+        self.spec
+            .check_kv(&l, cache.len as u64, 0, n_heads as u64, split_len as u64)
+            .map_err(|e| self.shape(e.to_string()))?;
+        let params = [l.kv_heads, l.max_seq, l.window, cache.len as u32, 0, n_heads as u32, 0, 0];
+        let store = &cache.store;
+        let at = self.place(&[
+            (32, Some(bytemuck::cast_slice(&params))),
+            (4 * store.words.len(), Some(bytemuck::cast_slice(&store.words))),
+            (4 * store.scales.len(), Some(bytemuck::cast_slice(&store.scales))),
+            (4 * store.mins.len(), Some(bytemuck::cast_slice(&store.mins))),
+            (4 * cache.window.len(), Some(bytemuck::cast_slice(&cache.window))),
+            (4 * q.len(), Some(bytemuck::cast_slice(q))),
+            (4 * n_heads * d, None),
+        ])?;
+        self.call(&at)?;
+        Ok(self.words(at[6], n_heads * d).into_iter().map(f32::from_bits).collect())
     }
 }

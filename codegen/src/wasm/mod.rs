@@ -11,6 +11,9 @@
 //! are byte offsets into `memory` (16-byte aligned, at or above [`SCRATCH_BYTES`]), the
 //! last three the shape. The host grows the memory to fit its buffers, writes them, calls,
 //! and reads `y` (f32, M x N). Bytes below [`SCRATCH_BYTES`] are the kernel's scratch.
+//! The KV ops take only byte offsets, one per WGSL binding by name, the uniform `params`
+//! included (see `kv.rs`): kv-append `(params, codes, scales, mins, window, kv_new)`,
+//! kv-attend `(params, codes, scales, mins, window, q, out)`.
 
 mod kv;
 
@@ -61,7 +64,7 @@ pub struct Abi {
     /// The exported memory.
     pub memory: &'static str,
     /// Arguments in order (all i32).
-    pub args: [&'static str; 8],
+    pub args: Vec<&'static str>,
     /// Buffer placement rules.
     pub layout: AbiLayout,
     /// Relative tolerance against the reference: the modules compute in f32 on every tier.
@@ -76,13 +79,16 @@ pub struct AbiLayout {
     /// Alignment of every buffer offset.
     pub align: u32,
     /// What each offset argument points to.
-    pub buffers: [&'static str; 5],
+    pub buffers: Vec<&'static str>,
     /// How memory is sized.
     pub growth: &'static str,
 }
 
 /// The manifest's `wasm` object for a kernel.
 pub fn abi(spec: &KernelSpec) -> Abi {
+    if spec.op.is_kv() {
+        return kv::abi(spec);
+    }
     let name = spec.name();
     Abi {
         simd: format!("{name}.simd.wasm"),
@@ -91,22 +97,26 @@ pub fn abi(spec: &KernelSpec) -> Abi {
         scalar_features: vec![],
         export: name,
         memory: "memory",
-        args: ["weights", "scales", "mins", "x", "y", "m", "n", "k"],
+        args: vec!["weights", "scales", "mins", "x", "y", "m", "n", "k"],
         layout: AbiLayout {
             scratch_bytes: SCRATCH_BYTES,
             align: 16,
-            buffers: [
+            buffers: vec![
                 "weights: as the WGSL binding (docs/FORMAT.md)",
                 "scales: f16 pairs (bits 16: any offset, never read)",
                 "mins: f16 pairs (asym only; otherwise any offset, never read)",
                 "x: f32, M x K row-major",
                 "y: f32, M x N row-major, written by the kernel",
             ],
-            growth: "the module starts with one 64 KiB page; the host grows `memory` to fit its buffers before the call",
+            growth: GROWTH,
         },
         tolerance: crate::profile::Tier::Base.tolerance(),
     }
 }
+
+/// How a module's memory is sized (every kernel).
+const GROWTH: &str =
+    "the module starts with one 64 KiB page; the host grows `memory` to fit its buffers before the call";
 
 /// Everything the WAT templates print.
 struct Context {
@@ -298,30 +308,7 @@ fn decode_scalar(spec: &KernelSpec) -> String {
         let value = if f.is_f16() {
             format!("(call $f16 (i32.load16_u offset={} (local.get $wb)))", 2 * e)
         } else {
-            let (mut word0, mut low) = (0u32, 0u32);
-            let mut parts = Vec::new();
-            for &p in planes(f.bits()) {
-                let bytes = 4 * p;
-                let byte = 4 * word0 + e % bytes;
-                let shift = p * (e / bytes);
-                let mut part = format!("(i32.load8_u offset={byte} (local.get $wb))");
-                if shift != 0 {
-                    part = format!("(i32.shr_u {part} (i32.const {shift}))");
-                }
-                if p != 8 {
-                    part = format!("(i32.and {part} (i32.const {}))", (1u32 << p) - 1);
-                }
-                if low != 0 {
-                    part = format!("(i32.shl {part} (i32.const {low}))");
-                }
-                parts.push(part);
-                word0 += p;
-                low += p;
-            }
-            let mut code = parts.pop().expect("a format has planes");
-            while let Some(p) = parts.pop() {
-                code = format!("(i32.or {p} {code})");
-            }
+            let code = scalar_code(f.bits(), e);
             match f.scheme() {
                 Scheme::Sym => format!("(f32.convert_i32_s (i32.sub {code} (i32.const {})))", f.zero_point()),
                 Scheme::Asym => format!("(f32.convert_i32_u {code})"),
@@ -330,4 +317,34 @@ fn decode_scalar(spec: &KernelSpec) -> String {
         out += &format!("{IND}(f32.store offset={} (i32.const 0) {value})\n", 4 * e);
     }
     out
+}
+
+/// The code of element `e` of the `bits`-wide block at `$wb`, as an i32 expression: one
+/// byte load, shift and mask per plane (docs/FORMAT.md section 4).
+fn scalar_code(bits: u32, e: u32) -> String {
+    let (mut word0, mut low) = (0u32, 0u32);
+    let mut parts = Vec::new();
+    for &p in planes(bits) {
+        let bytes = 4 * p;
+        let byte = 4 * word0 + e % bytes;
+        let shift = p * (e / bytes);
+        let mut part = format!("(i32.load8_u offset={byte} (local.get $wb))");
+        if shift != 0 {
+            part = format!("(i32.shr_u {part} (i32.const {shift}))");
+        }
+        if p != 8 {
+            part = format!("(i32.and {part} (i32.const {}))", (1u32 << p) - 1);
+        }
+        if low != 0 {
+            part = format!("(i32.shl {part} (i32.const {low}))");
+        }
+        parts.push(part);
+        word0 += p;
+        low += p;
+    }
+    let mut code = parts.pop().expect("a format has planes");
+    while let Some(p) = parts.pop() {
+        code = format!("(i32.or {p} {code})");
+    }
+    code
 }

@@ -1,27 +1,44 @@
-//! Golden snapshots of every emitted WebAssembly module, as WAT (wasmprinter), in
-//! `golden/wat/`. The modules depend only on the op and the format (not on target or
-//! tier), so each is stored once: `{op}_{format}.{simd|scalar}.snap`.
+//! Golden snapshots of emitted WebAssembly modules, as WAT (wasmprinter), in `golden/wat/`.
+//! The modules depend only on the op and the format (and the head dimension of KV ops), not
+//! on target or tier, so each is stored once: `{op}_{format}.{simd|scalar}.snap` for every
+//! matvec and matmul, and `{op}_{format}_d{head_dim}.{simd|scalar}.snap` for representative
+//! KV kernels ([`KV_GOLDEN`]); every KV module is still emitted and validated here.
 //!
 //! Update after an intended change: `INSTA_UPDATE=always cargo test -p shadergen-codegen`,
 //! then review the diff of `golden/`.
 
 use codegen::{KernelSpec, Target, Tier, wasm};
 
-fn modules() -> Vec<(String, String)> {
+/// The KV kernels with snapshots: (format tag, head_dim), for both ops.
+const KV_GOLDEN: [(&str, u32); 2] = [("q4g32a", 128), ("q3g64a", 64)];
+
+/// Every module of the generic target's base tier: (snapshot name, WAT, has a snapshot).
+fn all_modules() -> Vec<(String, String, bool)> {
     let mut out = Vec::new();
     for spec in KernelSpec::default_set(Target::Generic).into_iter().filter(|s| s.profile.tier == Tier::Base) {
         let m = wasm::emit(&spec).unwrap_or_else(|e| panic!("{e}"));
-        let base = format!("{}_{}", spec.op.name(), spec.format.tag());
-        out.push((format!("{base}.simd"), m.simd_wat()));
-        out.push((format!("{base}.scalar"), m.scalar_wat()));
+        let tag = spec.format.tag();
+        let (base, golden) = if spec.op.is_kv() {
+            let golden = KV_GOLDEN.contains(&(tag.as_str(), spec.head_dim));
+            (format!("{}_{tag}_d{}", spec.op.name(), spec.head_dim), golden)
+        } else {
+            (format!("{}_{tag}", spec.op.name()), true)
+        };
+        out.push((format!("{base}.simd"), m.simd_wat(), golden));
+        out.push((format!("{base}.scalar"), m.scalar_wat(), golden));
     }
     out
+}
+
+/// The modules with snapshots.
+fn modules() -> Vec<(String, String)> {
+    all_modules().into_iter().filter(|m| m.2).map(|(n, t, _)| (n, t)).collect()
 }
 
 #[test]
 fn golden_wat() {
     let modules = modules();
-    assert_eq!(modules.len(), 2 * 2 * 25);
+    assert_eq!(modules.len(), 2 * 2 * 25 + 2 * 2 * KV_GOLDEN.len());
     for (name, text) in modules {
         insta::with_settings!({
             snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/../golden/wat"),
@@ -39,7 +56,11 @@ fn golden_wat() {
 fn wasm_does_not_depend_on_target_or_tier() {
     for t in Target::ALL {
         for spec in KernelSpec::default_set(t) {
-            let base = KernelSpec::new(spec.op, spec.format, Target::Generic, Tier::Base).unwrap();
+            let base = if spec.op.is_kv() {
+                KernelSpec::kv(spec.op, spec.format, spec.head_dim, Target::Generic, Tier::Base).unwrap()
+            } else {
+                KernelSpec::new(spec.op, spec.format, Target::Generic, Tier::Base).unwrap()
+            };
             let (a, b) = (wasm::emit(&spec).unwrap(), wasm::emit(&base).unwrap());
             let rename = |s: String, from: &str| s.replace(from, "KERNEL");
             assert_eq!(rename(a.simd_wat(), &a.name), rename(b.simd_wat(), &b.name), "{t} {}", a.name);
@@ -48,10 +69,10 @@ fn wasm_does_not_depend_on_target_or_tier() {
     }
 }
 
-/// The scalar modules use no SIMD instruction; the SIMD modules do.
+/// The scalar modules use no SIMD instruction; the SIMD modules do (every kernel, KV included).
 #[test]
 fn scalar_modules_have_no_simd() {
-    for (name, text) in modules() {
+    for (name, text, _) in all_modules() {
         let has_v128 = text.contains("v128") || text.contains("f32x4") || text.contains("i8x16");
         assert_eq!(has_v128, name.ends_with(".simd"), "{name}");
     }
