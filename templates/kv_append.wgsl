@@ -75,8 +75,9 @@ fn quantize_token(kv: u32, h: u32, t: u32) {
         var hi = lo;
         for (var j = 1u; j < G; j++) {
             let v = f16_value(source(kv, h, t, g * G + j));
-            lo = min(lo, v);
-            hi = max(hi, v);
+            // min and max in the order where -0 < +0 (WGSL's min/max leave it open).
+            lo = select(lo, v, v < lo || (v == lo && bitcast<u32>(v) > bitcast<u32>(lo)));
+            hi = select(hi, v, v > hi || (v == hi && bitcast<u32>(v) < bitcast<u32>(hi)));
         }
         let scale_bits = f16_up((hi - lo) * INV_MAXQ);
         let s = f16_value(scale_bits);

@@ -155,7 +155,12 @@ pub fn inv_max_code(bits: u32) -> f32 {
 pub(crate) fn quantize_group(format: Format, vals: &[f32], codes: &mut [u8]) -> Result<(f16, f16), GroupError> {
     let maxq = format.max_code();
     let zero = format.zero_point();
-    let (lo, hi) = vals.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    // Min and max in the order where −0 < +0 (WebAssembly's f32.min/max), so every engine
+    // stores the same sign for a zero min: docs/FORMAT.md §5.
+    let below = |a: f32, b: f32| a < b || (a == b && a.is_sign_negative() && !b.is_sign_negative());
+    let (lo, hi) = vals.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+        (if below(v, a) { v } else { a }, if below(b, v) { v } else { b })
+    });
     let (scale, min) = match format.scheme() {
         Scheme::Sym => {
             let amax = lo.abs().max(hi.abs());

@@ -9,6 +9,8 @@
 //! and in CI an engine that skips anything fails.
 
 use super::exec::{Rng, weights};
+use super::kv_gpu::{compare_caches, tokens};
+use codegen::kv::{KvCache, KvLayout};
 use codegen::{Format, KernelSpec, Op, Scheme, Target, Tier, Weights, reference};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -18,18 +20,43 @@ use runtime::wasm::{Variant, WasmRunner};
 use std::path::{Path, PathBuf};
 
 /// One case: a kernel (Chrome's variant, whose text is Tint's dialect and whose naga-dialect
-/// twin wgpu runs), its inputs and the reference.
+/// twin wgpu runs), its inputs and what the engine must produce.
 pub struct Case {
     pub spec: KernelSpec,
-    pub w: Weights,
-    pub x: Vec<f32>,
-    pub m: usize,
-    pub want: reference::Check,
+    pub input: Input,
 }
 
-/// What an engine did with a case.
+/// A case's inputs and expected result.
+pub enum Input {
+    /// matvec / matmul: `Y = X · Wᵀ`, checked against the reference.
+    Weights { w: Weights, x: Vec<f32>, m: usize, want: reference::Check },
+    /// kv-append of `k`, `v` to `before`: the engine returns the cache words (codes, scales,
+    /// mins, window), which must be the codec's `after` (GPU engines: up to near-ties).
+    KvAppend { before: KvCache, k: Vec<f32>, v: Vec<f32>, after: KvCache },
+    /// kv-attend over `cache`: checked against the reference.
+    KvAttend { cache: KvCache, q: Vec<f32>, n_heads: usize, want: reference::Check },
+}
+
+impl Case {
+    fn describe(&self) -> String {
+        match &self.input {
+            Input::Weights { w, m, .. } => format!("{} M={m} N={} K={}", self.spec.name(), w.n, w.k),
+            Input::KvAppend { before, k, .. } => {
+                let l = before.layout;
+                let n = k.len() / (l.kv_heads * l.head_dim) as usize;
+                format!("{} H={} R={} len={} +{n}", self.spec.name(), l.kv_heads, l.window, before.len)
+            }
+            Input::KvAttend { cache, n_heads, .. } => {
+                let l = cache.layout;
+                format!("{} H={} heads={n_heads} R={} len={}", self.spec.name(), l.kv_heads, l.window, cache.len)
+            }
+        }
+    }
+}
+
+/// What an engine did with a case: output words (f32 bits, or cache words for kv-append).
 pub enum Outcome {
-    Ran(Vec<f32>),
+    Ran(Vec<u32>),
     CannotRun(String),
     Failed(String),
 }
@@ -40,7 +67,74 @@ pub trait Engine {
     fn run(&mut self, cases: &[Case]) -> Vec<Outcome>;
     /// Relative tolerance for a case on this engine.
     fn tolerance(&self, case: &Case) -> f64 {
-        case.spec.profile.tier.tolerance()
+        case.spec.tolerance()
+    }
+    /// Whether the engine's f32 division is IEEE's (WebAssembly), so kv-append must be
+    /// bit-exact; WGSL allows 2.5 ULP (`docs/FORMAT.md` §11.3).
+    fn exact_division(&self) -> bool {
+        false
+    }
+}
+
+fn f32_words(y: Vec<f32>) -> Vec<u32> {
+    y.into_iter().map(f32::to_bits).collect()
+}
+
+/// The words of a cache as kv-append's outcome carries them.
+fn cache_words(c: &KvCache) -> Vec<u32> {
+    [&c.store.words, &c.store.scales, &c.store.mins, &c.window].into_iter().flatten().copied().collect()
+}
+
+/// The inverse of [`cache_words`] for a cache shaped like `like`.
+fn cache_from_words(like: &KvCache, words: &[u32]) -> Option<KvCache> {
+    let mut c = like.clone();
+    let mut at = 0;
+    for part in [&mut c.store.words, &mut c.store.scales, &mut c.store.mins, &mut c.window] {
+        let n = part.len();
+        part.copy_from_slice(words.get(at..at + n)?);
+        at += n;
+    }
+    (at == words.len()).then_some(c)
+}
+
+/// Checks an outcome's words against the case.
+fn check(case: &Case, words: &[u32], tolerance: f64, exact: bool) -> Result<f64, String> {
+    match &case.input {
+        Input::Weights { want, .. } | Input::KvAttend { want, .. } => {
+            let y: Vec<f32> = words.iter().map(|&w| f32::from_bits(w)).collect();
+            want.compare(&y, tolerance).map_err(|e| e.to_string())?;
+            Ok(want.worst_relative_error(&y))
+        }
+        Input::KvAppend { k, v, after, before } => {
+            let got = cache_from_words(after, words)
+                .ok_or_else(|| format!("{} cache words, expected {}", words.len(), cache_words(after).len()))?;
+            // The values every token was quantized from, as compare_caches indexes them: the
+            // window's f16 for tokens this append flushed, the new inputs after them.
+            let l = after.layout;
+            let (h_n, d_n) = (l.kv_heads as usize, l.head_dim as usize);
+            let src: Vec<Vec<f32>> = [k, v]
+                .iter()
+                .enumerate()
+                .map(|(kv, new)| {
+                    let mut s = Vec::with_capacity((before.len + 1) * h_n * d_n);
+                    for t in 0..before.len {
+                        for h in 0..h_n {
+                            for d in 0..d_n {
+                                s.push(if before.is_quantized(t) { 0.0 } else { before.element(kv, h, t, d) });
+                            }
+                        }
+                    }
+                    s.extend_from_slice(new);
+                    s
+                })
+                .collect();
+            let from = l.quantized_len(before.len);
+            let near = compare_caches(&case.spec.name(), &got, after, &src, from)?;
+            if exact && near > 0 {
+                return Err(format!("{near} codes differ from the codec's; WebAssembly's division is exact"));
+            }
+            Ok(0.0)
+        }
     }
 }
 
@@ -57,7 +151,18 @@ impl Engine for WgpuEngine {
                 if !self.0.supports(c.spec.profile.tier) {
                     return Outcome::CannotRun(format!("adapter lacks {:?}", c.spec.features()));
                 }
-                match self.0.run(&c.spec, &self.0.upload(&c.w), &c.x, c.m) {
+                let g = &self.0;
+                let result = match &c.input {
+                    Input::Weights { w, x, m, .. } => g.run(&c.spec, &g.upload(w), x, *m).map(f32_words),
+                    Input::KvAppend { before, k, v, .. } => {
+                        let mut dev = g.upload_kv(before);
+                        g.kv_append(&c.spec, &mut dev, k, v).and_then(|()| g.download_kv(&dev)).map(|c| cache_words(&c))
+                    }
+                    Input::KvAttend { cache, q, n_heads, .. } => {
+                        g.kv_attend(&c.spec, &g.upload_kv(cache), q, *n_heads).map(f32_words)
+                    }
+                };
+                match result {
                     Ok(y) => Outcome::Ran(y),
                     Err(e) => Outcome::Failed(e.to_string()),
                 }
@@ -75,14 +180,29 @@ impl Engine for WasmtimeEngine {
     fn run(&mut self, cases: &[Case]) -> Vec<Outcome> {
         cases
             .iter()
-            .map(|c| match self.0.run(&c.spec, self.1, &c.w, &c.x, c.m) {
-                Ok(y) => Outcome::Ran(y),
-                Err(e) => Outcome::Failed(e.to_string()),
+            .map(|c| {
+                let result = match &c.input {
+                    Input::Weights { w, x, m, .. } => self.0.run(&c.spec, self.1, w, x, *m).map(f32_words),
+                    Input::KvAppend { before, k, v, .. } => {
+                        let mut cache = before.clone();
+                        self.0.kv_append(&c.spec, self.1, &mut cache, k, v).map(|()| cache_words(&cache))
+                    }
+                    Input::KvAttend { cache, q, n_heads, .. } => {
+                        self.0.kv_attend(&c.spec, self.1, cache, q, *n_heads).map(f32_words)
+                    }
+                };
+                match result {
+                    Ok(y) => Outcome::Ran(y),
+                    Err(e) => Outcome::Failed(e.to_string()),
+                }
             })
             .collect()
     }
     fn tolerance(&self, _: &Case) -> f64 {
         Tier::Base.tolerance() // the modules compute in f32 whatever the WebGPU tier
+    }
+    fn exact_division(&self) -> bool {
+        true
     }
 }
 
@@ -120,7 +240,7 @@ impl Engine for NodeEngine {
                 }
                 let file = |ext| out.join(format!("c{id}.{ext}"));
                 if let Ok(bytes) = std::fs::read(file("bin")) {
-                    Outcome::Ran(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+                    Outcome::Ran(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
                 } else if let Ok(reason) = std::fs::read_to_string(file("skip")) {
                     Outcome::CannotRun(reason.trim().into())
                 } else if let Ok(err) = std::fs::read_to_string(file("err")) {
@@ -132,7 +252,10 @@ impl Engine for NodeEngine {
             .collect()
     }
     fn tolerance(&self, case: &Case) -> f64 {
-        if self.engine == "dawn" { case.spec.profile.tier.tolerance() } else { Tier::Base.tolerance() }
+        if self.engine == "dawn" { case.spec.tolerance() } else { Tier::Base.tolerance() }
+    }
+    fn exact_division(&self) -> bool {
+        self.engine != "dawn"
     }
 }
 
@@ -155,18 +278,49 @@ fn write_case_dir(dir: &Path, cases: &[Case]) {
             std::fs::write(dir.join(&name), bytemuck_bytes(words)).unwrap();
             format!("\"{name}\"")
         };
-        let scales = if c.w.format.is_f16() { "null".into() } else { write("scales", &c.w.scales) };
-        let mins = if c.w.format.has_min() { write("mins", &c.w.mins) } else { "null".into() };
-        let x: Vec<u32> = c.x.iter().map(|v| v.to_bits()).collect();
-        entries.push(format!(
-            "{{\"id\": {id}, \"kernel\": \"{}\", \"m\": {}, \"n\": {}, \"k\": {}, \"weights\": {}, \"scales\": {scales}, \"mins\": {mins}, \"x\": {}}}",
-            c.spec.name(),
-            c.m,
-            c.w.n,
-            c.w.k,
-            write("weights", &c.w.words),
-            write("x", &x)
-        ));
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+        let kernel = c.spec.name();
+        let entry = match &c.input {
+            Input::Weights { w, x, m, .. } => {
+                let scales = if w.format.is_f16() { "null".into() } else { write("scales", &w.scales) };
+                let mins = if w.format.has_min() { write("mins", &w.mins) } else { "null".into() };
+                format!(
+                    "{{\"id\": {id}, \"kernel\": \"{kernel}\", \"m\": {m}, \"n\": {}, \"k\": {}, \"weights\": {}, \"scales\": {scales}, \"mins\": {mins}, \"x\": {}}}",
+                    w.n,
+                    w.k,
+                    write("weights", &w.words),
+                    write("x", &bits(x))
+                )
+            }
+            Input::KvAppend { before: cache, .. } | Input::KvAttend { cache, .. } => {
+                let l = cache.layout;
+                let common = format!(
+                    "\"id\": {id}, \"kernel\": \"{kernel}\", \"op\": \"{}\", \"kv_heads\": {}, \"max_seq\": {}, \"window\": {}, \"len\": {}, \"codes\": {}, \"scales\": {}, \"mins\": {}, \"window_words\": {}",
+                    c.spec.op.name(),
+                    l.kv_heads,
+                    l.max_seq,
+                    l.window,
+                    cache.len,
+                    write("codes", &cache.store.words),
+                    write("scales", &cache.store.scales),
+                    write("mins", &cache.store.mins),
+                    write("window", &cache.window)
+                );
+                match &c.input {
+                    Input::KvAppend { k, v, .. } => {
+                        let n = k.len() / (l.kv_heads * l.head_dim) as usize;
+                        let mut new = bits(k);
+                        new.extend(bits(v));
+                        format!("{{{common}, \"n_new\": {n}, \"kv_new\": {}}}", write("kv_new", &new))
+                    }
+                    Input::KvAttend { q, n_heads, .. } => {
+                        format!("{{{common}, \"n_heads\": {n_heads}, \"q\": {}}}", write("q", &bits(q)))
+                    }
+                    Input::Weights { .. } => unreachable!(),
+                }
+            }
+        };
+        entries.push(entry);
     }
     std::fs::write(dir.join("cases.json"), format!("{{\"cases\": [\n{}\n]}}\n", entries.join(",\n"))).unwrap();
 }
@@ -191,7 +345,7 @@ fn cases() -> Vec<Case> {
         }
     }
     for round in 0..2 {
-        for &op in &Op::ALL {
+        for op in Op::ALL.into_iter().filter(|o| !o.is_kv()) {
             for &format in &formats {
                 let (tier, m, n, groups, seed) = shape.new_tree(&mut runner).unwrap().current();
                 // The second round also draws the format, so pairs of choices vary.
@@ -203,9 +357,44 @@ fn cases() -> Vec<Case> {
                 let (w, _) = weights(&mut rng, format, n, k);
                 let x: Vec<f32> = (0..m * k).map(|_| rng.value(1.0)).collect();
                 let want = reference::matmul(&w, &x, m);
-                out.push(Case { spec, w, x, m, want });
+                out.push(Case { spec, input: Input::Weights { w, x, m, want } });
             }
         }
+    }
+    out.extend(kv_cases(&mut runner));
+    out
+}
+
+/// KV cases: for every KV format and head_dim, one kv-append and one kv-attend with a drawn
+/// tier, KV heads, GQA ratio (1, 4 or 8), window (0 or up to 40), cache length (ragged, up to
+/// several splits) and new-token count.
+fn kv_cases(runner: &mut TestRunner) -> Vec<Case> {
+    let tiers = Target::Chrome.info().tiers;
+    let draw = (0..tiers.len(), 1usize..=3, 0usize..3, 0u32..=40, 1usize..=300, 1usize..=20, any::<u64>());
+    let mut out = Vec::new();
+    for spec in KernelSpec::default_set(Target::Chrome).into_iter().filter(|s| s.op.is_kv() && s.profile.tier == Tier::Base)
+    {
+        let (tier, h, gqa, window, len, n_new, seed) = draw.new_tree(runner).unwrap().current();
+        let spec = KernelSpec::kv(spec.op, spec.format, spec.head_dim, Target::Chrome, tiers[tier]).unwrap();
+        let window = if seed % 3 == 0 { 0 } else { window };
+        let d = spec.head_dim as usize;
+        let max_seq = (len + n_new).next_multiple_of(2) as u32;
+        let layout = KvLayout::new(spec.format, spec.head_dim, h as u32, max_seq, window).unwrap();
+        let mut rng = Rng(seed);
+        let mut cache = KvCache::new(layout);
+        cache.append(&tokens(&mut rng, len, h, d), &tokens(&mut rng, len, h, d)).unwrap();
+        let input = if spec.op == Op::KvAppend {
+            let (k, v) = (tokens(&mut rng, n_new, h, d), tokens(&mut rng, n_new, h, d));
+            let mut after = cache.clone();
+            after.append(&k, &v).unwrap();
+            Input::KvAppend { before: cache, k, v, after }
+        } else {
+            let n_heads = h * [1, 4, 8][gqa];
+            let q: Vec<f32> = (0..n_heads * d).map(|_| rng.value(1.0)).collect();
+            let want = reference::kv_attention(&cache, &q, n_heads);
+            Input::KvAttend { cache, q, n_heads, want }
+        };
+        out.push(Case { spec, input });
     }
     out
 }
@@ -234,13 +423,13 @@ fn every_engine_agrees_with_the_reference() {
         let outcomes = engine.run(&cases);
         let (mut ran, mut skipped, mut worst) = (0, Vec::new(), 0.0f64);
         for (c, o) in cases.iter().zip(outcomes) {
-            let what = format!("{name}: {} M={} N={} K={}", c.spec.name(), c.m, c.w.n, c.w.k);
+            let what = format!("{name}: {}", c.describe());
             match o {
                 Outcome::Ran(y) => {
                     ran += 1;
-                    worst = worst.max(c.want.worst_relative_error(&y));
-                    if let Err(e) = c.want.compare(&y, engine.tolerance(c)) {
-                        failures.push(format!("{what}: {e}"));
+                    match check(c, &y, engine.tolerance(c), engine.exact_division()) {
+                        Ok(e) => worst = worst.max(e),
+                        Err(e) => failures.push(format!("{what}: {e}")),
                     }
                 }
                 Outcome::CannotRun(why) => skipped.push(format!("{what}: {why}")),
