@@ -89,23 +89,37 @@ impl<'a> Timer<'a> {
     /// Dispatches `runs` times (bind group `i % groups.len()` for run i), each in its own
     /// timed pass; returns the per-dispatch times in microseconds.
     fn time(&self, pipeline: &wgpu::ComputePipeline, groups: &[wgpu::BindGroup], wg: [u32; 3], runs: u32) -> Vec<f64> {
+        self.time_stages(&[(pipeline, wg)], groups, runs)
+    }
+
+    /// As `time`, for a kernel of several passes (kv-attend: split, then combine), each its own
+    /// compute pass; a run is timed from the start of its first pass to the end of its last.
+    fn time_stages(
+        &self,
+        stages: &[(&wgpu::ComputePipeline, [u32; 3])],
+        groups: &[wgpu::BindGroup],
+        runs: u32,
+    ) -> Vec<f64> {
         let mut out = Vec::new();
         let mut done = 0;
         while done < runs {
             let n = BATCH.min(runs - done);
             let mut enc = self.gpu.device().create_command_encoder(&Default::default());
             for i in 0..n {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: None,
-                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                        query_set: &self.queries,
-                        beginning_of_pass_write_index: Some(2 * i),
-                        end_of_pass_write_index: Some(2 * i + 1),
-                    }),
-                });
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, &groups[((done + i) as usize) % groups.len()], &[]);
-                pass.dispatch_workgroups(wg[0], wg[1], wg[2]);
+                let last = stages.len() - 1;
+                for (j, (pipeline, wg)) in stages.iter().enumerate() {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: None,
+                        timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                            query_set: &self.queries,
+                            beginning_of_pass_write_index: (j == 0).then_some(2 * i),
+                            end_of_pass_write_index: (j == last).then_some(2 * i + 1),
+                        }),
+                    });
+                    pass.set_pipeline(pipeline);
+                    pass.set_bind_group(0, &groups[((done + i) as usize) % groups.len()], &[]);
+                    pass.dispatch_workgroups(wg[0], wg[1], wg[2]);
+                }
             }
             enc.resolve_query_set(&self.queries, 0..2 * n, &self.resolve, 0);
             enc.copy_buffer_to_buffer(&self.resolve, 0, &self.read, 0, 16 * n as u64);
@@ -128,9 +142,13 @@ impl<'a> Timer<'a> {
 
     /// Dispatches without timing until `wall` has passed (clocks ramp up from idle).
     fn warm(&self, pipeline: &wgpu::ComputePipeline, groups: &[wgpu::BindGroup], wg: [u32; 3], wall: Duration) {
+        self.warm_stages(&[(pipeline, wg)], groups, wall);
+    }
+
+    fn warm_stages(&self, stages: &[(&wgpu::ComputePipeline, [u32; 3])], groups: &[wgpu::BindGroup], wall: Duration) {
         let start = Instant::now();
         while start.elapsed() < wall {
-            self.time(pipeline, groups, wg, BATCH);
+            self.time_stages(stages, groups, BATCH);
         }
     }
 }
@@ -365,6 +383,7 @@ fn main() {
             rows.push(row);
         }
     }
+    rows.extend(kv_attend_rows(&gpu, &timer, quick, runs));
     let (name, driver) = device.split_once(" (").unwrap_or((&device, ""));
     let json_rows: Vec<String> = rows
         .iter()
@@ -387,4 +406,114 @@ fn main() {
     let json = format!("{{\n  \"tier\": \"{tier}\",\n  \"rows\": [\n{}\n  ]\n}}\n", json_rows.join(",\n"));
     std::fs::write(&out, json).unwrap_or_else(|e| panic!("writing {out}: {e}"));
     println!("wrote {out}");
+}
+
+/// kv-attend over a cache of 8 KV heads (32 query heads, head_dim 128) at 1k, 8k and 32k
+/// tokens, every bit width at group 32, and the f16 baseline: the same kernel over a cache whose
+/// window holds every token (so every K and V element is read as f16). Memory-bound: judged
+/// against a streaming read of the bytes it moves (cache + q + partials + out).
+fn kv_attend_rows(gpu: &Gpu, timer: &Timer, quick: bool, runs: u32) -> Vec<Row> {
+    use codegen::kv::{KvCache, KvLayout, default_split_len};
+    let (h, heads, d) = (8usize, 32usize, 128usize);
+    let lens: &[usize] = if quick { &[1024] } else { &[1024, 8192, 32768] };
+    let mut rows = Vec::new();
+    for &len in lens {
+        for bits in [2, 3, 4, 8, 16] {
+            let format = Format::quant(if bits == 16 { 4 } else { bits }, 32, Scheme::Asym).unwrap();
+            let window = if bits == 16 { len as u32 } else { 0 };
+            let spec = KernelSpec::kv(Op::KvAttend, format, d as u32, Target::Native, codegen::Tier::Base).unwrap();
+            let layout = KvLayout::new(format, d as u32, h as u32, len as u32, window).unwrap();
+            let shape = format!("L{len}xH{h}xQ{heads}xD{d}");
+            let split_len = default_split_len(len as u32, h as u32, spec.tuning.chunk);
+            if let Err(e) = spec.check_kv(&layout, len as u64, 0, heads as u64, split_len as u64) {
+                println!("{:<9} {:>4} {:>18}  skipped: {e}", "kv-attend", bits, shape);
+                continue;
+            }
+            let mut cache = KvCache::new(layout);
+            let mut seed = 0x2545_f491u32 ^ (bits * 7919) ^ len as u32;
+            let mut rand = |n: usize| -> Vec<f32> {
+                (0..n)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 17;
+                        seed ^= seed << 5;
+                        (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
+                    })
+                    .collect()
+            };
+            let (k, v) = (rand(len * h * d), rand(len * h * d));
+            cache.append(&k, &v).unwrap();
+            let n_splits = (len as u32).div_ceil(split_len);
+            let cache_bytes = if bits == 16 {
+                (2 * h * len * d * 2) as u64
+            } else {
+                layout.memory().per_token * len as u64
+            };
+            let partial_bytes = (heads * n_splits as usize * (d + 2) * 4) as u64;
+            // Moved: the cache once, q, and the partials written then read, and the output.
+            let bytes = cache_bytes + (heads * d * 4) as u64 * 2 + 2 * partial_bytes;
+            let copies = (256u64 << 20).div_ceil(cache_bytes).clamp(1, 16) as usize;
+            let caches: Vec<_> = (0..copies).map(|_| gpu.upload_kv(&cache)).collect();
+            let params: [u32; 8] = [h as u32, len as u32, window, len as u32, 0, heads as u32, split_len, n_splits];
+            let params = gpu.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: bytemuck::cast_slice(&params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+            let q = storage(gpu, "q", (heads * d * 4) as u64);
+            let out = storage(gpu, "out", (heads * d * 4) as u64);
+            let partials = storage(gpu, "partials", partial_bytes);
+            let passes = spec.dispatch().passes;
+            let pipelines: Vec<_> = passes.iter().map(|p| gpu.pass_pipeline(&spec, &p.entry_point).unwrap()).collect();
+            let groups: Vec<_> = caches
+                .iter()
+                .map(|c| {
+                    let entries: Vec<_> = wgsl::bindings(&spec)
+                        .iter()
+                        .map(|b| wgpu::BindGroupEntry {
+                            binding: b.binding,
+                            resource: match b.name {
+                                "params" => params.as_entire_binding(),
+                                "q" => q.as_entire_binding(),
+                                "out" => out.as_entire_binding(),
+                                "partials" => partials.as_entire_binding(),
+                                other => gpu.kv_buffer(c, other).expect("cache buffer").as_entire_binding(),
+                            },
+                        })
+                        .collect();
+                    gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: None,
+                        layout: &pipelines[0].get_bind_group_layout(0),
+                        entries: &entries,
+                    })
+                })
+                .collect();
+            let stages = [(&pipelines[0], [h as u32, n_splits, 1]), (&pipelines[1], [heads as u32, 1, 1])];
+            timer.warm_stages(&stages, &groups, Duration::from_millis(if quick { 50 } else { 300 }));
+            let us = median(timer.time_stages(&stages, &groups, runs));
+            let ceiling = read_ceiling(gpu, timer, bytes, runs);
+            let row = Row {
+                op: "kv-attend",
+                bits,
+                shape,
+                median_us: us,
+                throughput: bytes as f64 / us / 1e3,
+                unit: "GB/s",
+                ceiling,
+            };
+            println!(
+                "{:<9} {:>4} {:>18} {:>11.1} {:>8.1} {:<7} {:>8.1} {:>7.3}  ({n_splits} splits of {split_len})",
+                row.op,
+                row.bits,
+                row.shape,
+                row.median_us,
+                row.throughput,
+                row.unit,
+                row.ceiling,
+                row.throughput / row.ceiling
+            );
+            rows.push(row);
+        }
+    }
+    rows
 }

@@ -59,6 +59,18 @@ impl Gpu {
         }
     }
 
+    /// The device buffer of a cache by binding name (`codes`, `scales`, `mins`, `window`), for
+    /// benchmarks and hosts that record their own passes.
+    pub fn kv_buffer<'a>(&self, cache: &'a GpuKvCache, name: &str) -> Option<&'a wgpu::Buffer> {
+        match name {
+            "codes" => Some(&cache.codes),
+            "scales" => Some(&cache.scales),
+            "mins" => Some(&cache.mins),
+            "window" => Some(&cache.window),
+            _ => None,
+        }
+    }
+
     /// Reads the device's cache back into a host [`KvCache`].
     pub fn download_kv(&self, cache: &GpuKvCache) -> Result<KvCache, RuntimeError> {
         let host = KvCache::new(cache.layout);

@@ -306,7 +306,7 @@ impl Gpu {
     /// The pipeline of one entry point of a kernel's module (kv-attend has two), cached by
     /// entry point. Its layout is explicit and built from `wgsl::bindings`, so every pass of a
     /// kernel shares one bind group, as the manifest says.
-    pub(crate) fn pass_pipeline(&self, spec: &KernelSpec, entry: &str) -> Result<wgpu::ComputePipeline, RuntimeError> {
+    pub fn pass_pipeline(&self, spec: &KernelSpec, entry: &str) -> Result<wgpu::ComputePipeline, RuntimeError> {
         if let Some(p) = self.pipelines.lock().expect("pipeline cache lock").get(entry) {
             return Ok(p.clone());
         }
