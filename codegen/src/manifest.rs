@@ -1,6 +1,7 @@
 //! `manifest.json` and the package writer.
 //!
-//! A package is a folder: one `.wgsl` per kernel and a `manifest.json` describing each
+//! A package is a folder: one `.wgsl` and two `.wasm` per kernel, the JavaScript runtime
+//! `shadergen.mjs`, and a `manifest.json` describing each kernel
 //! (DESIGN's manifest contract: `target`, and per kernel `name`, `op`, `bits`,
 //! `group_size`, `tier`, `features`, `wgsl`, `entry_point`, `workgroup_size`, `bindings`,
 //! `params`, `dispatch`, `wasm`). Runtimes use only the manifest. Writing is all or nothing: every
@@ -17,6 +18,13 @@ use std::path::{Path, PathBuf};
 /// The manifest format version; bumped when a field changes meaning.
 pub const MANIFEST_VERSION: u32 = 1;
 
+/// The JavaScript runtime every package carries (browsers and Node): it reads this manifest,
+/// picks WebGPU or a WebAssembly twin per kernel family (`docs/CAPS.md`) and runs them.
+pub const RUNTIME_FILE: &str = "shadergen.mjs";
+
+/// Its text, `templates/shadergen.mjs`, copied as is.
+pub const RUNTIME_JS: &str = include_str!("../../templates/shadergen.mjs");
+
 /// The whole manifest.
 #[derive(Debug, Serialize)]
 pub struct Manifest {
@@ -30,6 +38,8 @@ pub struct Manifest {
     pub dialect: crate::profile::Dialect,
     /// Where the layout of every buffer is defined.
     pub format_doc: &'static str,
+    /// The JavaScript runtime written beside the manifest ([`RUNTIME_FILE`]).
+    pub runtime: &'static str,
     /// One entry per kernel, in emission order.
     pub kernels: Vec<KernelEntry>,
 }
@@ -136,7 +146,7 @@ impl KernelEntry {
 pub struct Package {
     /// The manifest.
     pub manifest: Manifest,
-    /// (file name, contents), manifest last.
+    /// (file name, contents): the kernels' files, `shadergen.mjs`, manifest last.
     pub files: Vec<(String, Vec<u8>)>,
 }
 
@@ -148,7 +158,7 @@ pub fn build(
     mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<Package, PackageError> {
     let mut kernels = Vec::with_capacity(specs.len());
-    let mut files = Vec::with_capacity(3 * specs.len() + 1);
+    let mut files = Vec::with_capacity(3 * specs.len() + 2);
     for (i, spec) in specs.iter().enumerate() {
         debug_assert_eq!(spec.profile.target, target);
         let w = wgsl::emit(spec)?;
@@ -166,8 +176,10 @@ pub fn build(
         target,
         dialect: target.info().dialect,
         format_doc: "docs/FORMAT.md",
+        runtime: RUNTIME_FILE,
         kernels,
     };
+    files.push((RUNTIME_FILE.into(), RUNTIME_JS.as_bytes().to_vec()));
     let json = serde_json::to_string_pretty(&manifest).expect("manifest serializes") + "\n";
     files.push(("manifest.json".into(), json.into_bytes()));
     Ok(Package { manifest, files })
