@@ -15,6 +15,7 @@
 
 #![deny(missing_docs)]
 
+pub mod caps;
 pub mod codec;
 pub mod error;
 pub mod kv;

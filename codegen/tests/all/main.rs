@@ -1,4 +1,5 @@
 //! codegen's one integration-test binary.
+mod caps;
 mod codec;
 mod decode;
 mod emit;
