@@ -1,18 +1,25 @@
 {% include "_kv_header.wgsl" %}
-// Tokens scored per step, query heads per KV head at most, output dims per invocation.
+// Tokens scored per step, query heads per KV head at most, quads (4 dims) per head vector,
+// and token lanes: in the value step invocation lid owns quad lid % QUADS of tokens
+// lid / QUADS, lid / QUADS + LANES, ...
 const C: u32 = {{ c.chunk }}u;
 const GMAX: u32 = {{ c.gmax }}u;
-const DPI: u32 = {{ c.dpi }}u;
+const QUADS: u32 = D / 4u;
+const LANES: u32 = WG / QUADS;
 const BLOCKS: u32 = D / 32u;
 // Softmax of x·k / sqrt(D): queries are scaled once when staged.
 const SCALE: f32 = {{ c.scale_bits }};
 // Below every score: an empty running max; exp(NEG - m) is 0.
 const NEG: f32 = -3.0e38;
 
-// Queries of this KV head's query heads (pre-scaled), then per step the scores, then the
-// probabilities of the step's tokens.
+// Queries of this KV head's query heads (pre-scaled); per step the scores, then the
+// probabilities, of the step's tokens; the step's max and rescaling factor per query head;
+// at the end, every token lane's partial outputs.
 var<workgroup> qs: array<vec4<f32>, {{ c.qs_len }}>;
 var<workgroup> sc: array<f32, {{ c.sc_len }}>;
+var<workgroup> step_max: array<f32, {{ c.gmax }}>;
+var<workgroup> step_corr: array<f32, {{ c.gmax }}>;
+var<workgroup> lanes_out: array<vec4<f32>, {{ c.red_len }}>;
 
 // The four bytes of a word as four lanes.
 fn bytes4(v: u32) -> vec4<u32> {
@@ -29,19 +36,17 @@ fn min_at(i: u32) -> f32 {
     return select(pair.x, pair.y, (i & 1u) == 1u);
 }
 
-// Element d of token t's value vector (head h).
-fn value_at(h: u32, t: u32, d: u32, quantized: bool) -> f32 {
+// Quad qd (dims 4qd .. 4qd+3) of token t's value vector (head h).
+fn value_quad(h: u32, t: u32, qd: u32, quantized: bool) -> vec4<f32> {
     if (quantized) {
         let row = (params.kv_heads + h) * params.max_seq + t;
-        let wb = (row * BLOCKS + d / 32u) * BITS;
-        let e = d % 32u;
-        let q = {{ c.element_code }};
-        let g = row * GPR + d / G;
-        return scale_at(g) * f32(q) + min_at(g);
+        let wb = (row * BLOCKS + qd / 8u) * BITS;
+        let qq = qd % 8u;
+        let g = row * GPR + (4u * qd) / G;
+        return vec4<f32>(bytes4({{ c.quad_rt }})) * scale_at(g) + vec4<f32>(min_at(g));
     }
-    let i = ((params.kv_heads + h) * params.window + t % params.window) * D + d;
-    let pair = unpack2x16float(window[i >> 1u]);
-    return select(pair.x, pair.y, (i & 1u) == 1u);
+    let i = (((params.kv_heads + h) * params.window + t % params.window) * D + 4u * qd) / 2u;
+    return vec4<f32>(unpack2x16float(window[i]), unpack2x16float(window[i + 1u]));
 }
 
 // Split pass (flash-decoding): workgroup (h, split) attends the query heads of KV head h over
@@ -58,20 +63,22 @@ fn {{ c.name }}(
     let t0 = split * params.split_len;
     let t1 = min(params.len, t0 + params.split_len);
     let quantized_len = params.len - min(params.len, params.window);
-    for (var i = lid; i < gq * (D / 4u); i += WG) {
+    let qd = lid % QUADS;
+    let lane = lid / QUADS;
+    for (var i = lid; i < gq * QUADS; i += WG) {
         let b = (h * gq) * D + 4u * i;
         qs[i] = vec4<f32>(q[b], q[b + 1u], q[b + 2u], q[b + 3u]) * SCALE;
     }
+    // Running max and (invocation g < gq only) sum of exponentials of query head g; this
+    // invocation's output quad per query head.
     var m: array<f32, {{ c.gmax }}>;
-    var l: array<f32, {{ c.gmax }}>;
     var corr: array<f32, {{ c.gmax }}>;
-    var o: array<f32, {{ c.acc_len }}>;
+    var o: array<vec4<f32>, {{ c.gmax }}>;
+    var l_own = 0.0;
     for (var g = 0u; g < GMAX; g++) {
         m[g] = NEG;
-        l[g] = 0.0;
-    }
-    for (var i = 0u; i < {{ c.acc_len }}u; i++) {
-        o[i] = 0.0;
+        corr[g] = 0.0;
+        o[g] = vec4<f32>(0.0);
     }
     workgroupBarrier();
     for (var c0 = t0; c0 < t1; c0 += C) {
@@ -102,7 +109,7 @@ fn {{ c.name }}(
                     }
                 }
                 for (var g = 0u; g < gq; g++) {
-                    let qb = g * (D / 4u) + blk * 8u;
+                    let qb = g * QUADS + blk * 8u;
                     s[g] += ((dot(kb[0], qs[qb]) + dot(kb[1], qs[qb + 1u])) + (dot(kb[2], qs[qb + 2u]) + dot(kb[3], qs[qb + 3u])))
                         + ((dot(kb[4], qs[qb + 4u]) + dot(kb[5], qs[qb + 5u])) + (dot(kb[6], qs[qb + 6u]) + dot(kb[7], qs[qb + 7u])));
                 }
@@ -112,52 +119,66 @@ fn {{ c.name }}(
             sc[g * C + lid] = s[g];
         }
         workgroupBarrier();
-        // 2. Every invocation finds the step's max per query head and the rescaling factors.
-        for (var g = 0u; g < gq; g++) {
-            var mx = m[g];
+        // 2. Invocation g < gq finds query head g's new max and rescaling factor.
+        if (lid < gq) {
+            var mx = m[lid];
             for (var i = 0u; i < C; i++) {
-                mx = max(mx, sc[g * C + i]);
+                mx = max(mx, sc[lid * C + i]);
             }
-            corr[g] = exp(m[g] - mx);
-            m[g] = mx;
+            step_max[lid] = mx;
+            step_corr[lid] = exp(m[lid] - mx);
         }
         workgroupBarrier();
         for (var g = 0u; g < gq; g++) {
+            m[g] = step_max[g];
+            corr[g] = step_corr[g];
             sc[g * C + lid] = exp(s[g] - m[g]);
         }
         workgroupBarrier();
-        // 3. Invocation lid accumulates output dims lid, lid + WG, ... over the step's tokens.
+        // 3. Invocation g < gq adds query head g's probabilities to its sum; every invocation
+        // accumulates its value quad over its lane's tokens.
         let n = min(C, t1 - c0);
-        for (var g = 0u; g < gq; g++) {
-            l[g] *= corr[g];
-            for (var j = 0u; j < DPI; j++) {
-                o[g * DPI + j] *= corr[g];
+        if (lid < gq) {
+            var sum = 0.0;
+            for (var i = 0u; i < n; i++) {
+                sum += sc[lid * C + i];
             }
+            l_own = l_own * corr[lid] + sum;
         }
-        for (var i = 0u; i < n; i++) {
+        for (var g = 0u; g < gq; g++) {
+            o[g] *= corr[g];
+        }
+        for (var i = lane; i < n; i += LANES) {
             let tt = c0 + i;
-            let quantized = tt < quantized_len;
-            for (var j = 0u; j < DPI; j++) {
-                let v = value_at(h, tt, lid + j * WG, quantized);
-                for (var g = 0u; g < gq; g++) {
-                    o[g * DPI + j] += sc[g * C + i] * v;
-                }
-            }
+            let v = value_quad(h, tt, qd, tt < quantized_len);
             for (var g = 0u; g < gq; g++) {
-                l[g] += sc[g * C + i];
+                o[g] += sc[g * C + i] * v;
             }
         }
         workgroupBarrier();
     }
+    // The token lanes' partial outputs are summed by lane 0.
     for (var g = 0u; g < gq; g++) {
-        let base = ((h * gq + g) * params.n_splits + split) * (D + 2u);
-        if (lid == 0u) {
-            partials[base] = m[g];
-            partials[base + 1u] = l[g];
+        lanes_out[(lane * GMAX + g) * QUADS + qd] = o[g];
+    }
+    workgroupBarrier();
+    if (lane == 0u) {
+        for (var g = 0u; g < gq; g++) {
+            var acc = o[g];
+            for (var r = 1u; r < LANES; r++) {
+                acc += lanes_out[(r * GMAX + g) * QUADS + qd];
+            }
+            let base = ((h * gq + g) * params.n_splits + split) * (D + 2u) + 2u + 4u * qd;
+            partials[base] = acc.x;
+            partials[base + 1u] = acc.y;
+            partials[base + 2u] = acc.z;
+            partials[base + 3u] = acc.w;
         }
-        for (var j = 0u; j < DPI; j++) {
-            partials[base + 2u + lid + j * WG] = o[g * DPI + j];
-        }
+    }
+    if (lid < gq) {
+        let base = ((h * gq + lid) * params.n_splits + split) * (D + 2u);
+        partials[base] = m[lid];
+        partials[base + 1u] = l_own;
     }
 }
 

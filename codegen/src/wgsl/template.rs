@@ -119,8 +119,12 @@ pub(crate) fn workgroup_bytes(spec: &KernelSpec) -> u32 {
         Op::Matvec => 4 * t.rows_per_workgroup * t.workgroup_size,
         Op::Matmul => 2 * 33 * t.tile_m.max(t.tile_n) * if spec.profile.tier.shader_f16() { 2 } else { 4 },
         Op::KvAppend => 0,
-        // Staged queries and one step's scores, for up to MAX_GQA query heads.
-        Op::KvAttend => 4 * crate::kv::MAX_GQA * (spec.head_dim + t.chunk),
+        // Staged queries, one step's scores, the step's max and factor, and every token
+        // lane's output quads, for up to MAX_GQA query heads.
+        Op::KvAttend => {
+            let g = crate::kv::MAX_GQA;
+            4 * g * (spec.head_dim + t.chunk + 2) + 16 * g * t.workgroup_size
+        }
     }
 }
 
@@ -131,6 +135,29 @@ fn f32_literal(x: f32) -> String {
     let text = format!("{x:?}");
     assert_eq!(text.parse::<f64>().expect("a float") as f32, x, "literal {text} is not exact through f64");
     text
+}
+
+/// As `quad_codes`, for a quad index known only at run time (`qq`, 0..7) of the block at
+/// word `wb` of `codes`: in a p-bit plane, quad qq sits in word `qq mod p` at shift
+/// `p · (qq div p)`.
+fn quad_codes_runtime(bits: u32) -> String {
+    let mut parts = Vec::new();
+    let (mut word0, mut low) = (0u32, 0u32);
+    for &p in crate::codec::planes(bits) {
+        let mask = ((1u32 << p) - 1) * 0x0101_0101;
+        let mut e = if p == 8 {
+            format!("codes[wb + {word0}u + qq]")
+        } else {
+            format!("((codes[wb + {word0}u + qq % {p}u] >> ({p}u * (qq / {p}u))) & 0x{mask:08x}u)")
+        };
+        if low != 0 {
+            e = format!("({e} << {low}u)");
+        }
+        parts.push(e);
+        word0 += p;
+        low += p;
+    }
+    parts.join(" | ")
 }
 
 /// One bit plane of a block, for kv-append's packing loop.
@@ -159,15 +186,15 @@ pub(crate) struct KvContext {
     pub planes: Vec<Plane>,
     pub chunk: u32,
     pub gmax: u32,
-    pub dpi: u32,
     pub scale_bits: String,
     pub qs_len: u32,
     pub sc_len: u32,
-    pub acc_len: u32,
     /// The code quads of a block bound to `w0, w1, ...` (as matvec's).
     pub quads: Vec<String>,
-    /// The code of element `e` of the block at word `wb` of `codes`.
-    pub element_code: String,
+    /// The four codes (one per byte) of quad `qq` (a runtime value) of the block at `wb`.
+    pub quad_rt: String,
+    /// Length of kv-attend's per-lane output array (vec4s).
+    pub red_len: u32,
 }
 
 impl KvContext {
@@ -201,13 +228,12 @@ impl KvContext {
             planes,
             chunk: t.chunk,
             gmax,
-            dpi: d / t.workgroup_size,
             scale_bits: f32_literal(1.0 / (d as f32).sqrt()),
             qs_len: gmax * d / 4,
             sc_len: gmax * t.chunk,
-            acc_len: gmax * (d / t.workgroup_size),
             quads: (0..8).map(|q| quad_codes(f.bits(), q)).collect(),
-            element_code: element_code(f.bits(), "codes"),
+            quad_rt: quad_codes_runtime(f.bits()),
+            red_len: gmax * t.workgroup_size,
         }
     }
 }
