@@ -282,7 +282,7 @@ impl KernelSpec {
                     host_values: vec![
                         HostValue {
                             name: "split_len",
-                            rule: format!("{chunk} * max(1, ceil(ceil(len / ceil(256 / kv_heads)) / {chunk}))"),
+                            rule: format!("{chunk} * max(1, ceil(ceil(len / ceil(1024 / kv_heads)) / {chunk}))"),
                             requires: format!("a positive multiple of {chunk}; ceil(len / split_len) <= {max}"),
                         },
                         HostValue {
