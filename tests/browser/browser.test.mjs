@@ -56,12 +56,16 @@ const EXPECT = {
   chromium: {
     features: { has: ['subgroups'], lacks: ['shader-f16'] },
     adapter: 'SwiftShader',
+    // Chromium names its CPU adapter (vendor google, architecture swiftshader).
+    isAdapter: (a) => a?.architecture === 'swiftshader',
     // (allowF16 would change nothing without shader-f16: no second WebGPU run.)
     runs: [{ name: 'webgpu', options: { prefer: 'auto' }, backend: 'webgpu', tier: 'subgroups' }],
   },
   firefox: {
     features: { has: ['shader-f16'], lacks: ['subgroups'] },
     adapter: 'lavapipe',
+    // Firefox reports empty adapter info; lavapipe is a CPU device, so a fallback adapter.
+    isAdapter: () => true,
     runs: [
       { name: 'webgpu', options: { prefer: 'auto' }, backend: 'webgpu', tier: 'base' },
       // The f16 tier, on the cases whose kernels differ from base in more than `enable f16;`
@@ -170,7 +174,7 @@ function checkRun(run, want, manifest, cases, expected) {
       backend: op.backend ?? null,
       tier: op.tier ?? null,
       reason: op.reason ?? null,
-      ms: op.ms ?? null,
+      ms: typeof op.ms === 'number' ? Math.round(op.ms * 10) / 10 : null,
       check: op.op === 'kv-append' ? 'bytes' : 'tolerance',
       tolerance: null,
       worst_relative_error: null,
@@ -252,7 +256,7 @@ function checkRun(run, want, manifest, cases, expected) {
       cases: want.cases,
       expected_backend: want.backend,
       expected_tier: want.tier ?? null,
-      load_ms: run.load_ms ?? null,
+      load_ms: typeof run.load_ms === 'number' ? Math.round(run.load_ms * 10) / 10 : null,
       caps: run.caps ?? null,
       selection: run.selection ?? null,
       device_features: run.device_features ?? null,
@@ -365,6 +369,9 @@ for (const name of Object.keys(BROWSERS)) {
         const features = caps.webgpu.features ?? [];
         for (const f of expect.features.has) if (!features.includes(f)) failures.push(`${want.name}: the adapter lacks ${f} (features: ${features.join(', ')})`);
         for (const f of expect.features.lacks) if (features.includes(f)) failures.push(`${want.name}: the adapter has ${f}, not expected of ${expect.adapter} (features: ${features.join(', ')})`);
+        if (caps.webgpu.is_fallback_adapter !== true || !expect.isAdapter(caps.webgpu.adapter)) {
+          failures.push(`${want.name}: expected ${name}'s CPU adapter (${expect.adapter}), got ${JSON.stringify(caps.webgpu.adapter)}, is_fallback_adapter ${caps.webgpu.is_fallback_adapter}`);
+        }
       }
     }
 
@@ -385,7 +392,7 @@ for (const name of Object.keys(BROWSERS)) {
       package: { generator: manifest.generator, target: manifest.target, kernels: manifest.kernels.length },
       launch: name === 'chromium' ? { flags: CHROMIUM_FLAGS } : { args: ['--headless', '--no-remote', '--profile', '<fresh dir>'], prefs: FIREFOX_PREFS },
       date: new Date().toISOString(),
-      ms: { prepare: Math.round(prepMs), browser: Math.round(pageMs), page: result.total_ms ?? null },
+      ms: { prepare: Math.round(prepMs), browser: Math.round(pageMs), page: typeof result.total_ms === 'number' ? Math.round(result.total_ms) : null },
       caps: gpuCaps,
       caps_without_webgpu: noGpuCaps,
       runs: records,
