@@ -284,10 +284,10 @@ async function describeAdapter(gpu, adapter) {
   }
   return {
     adapter: {
-      vendor: str(info?.vendor) || null,
-      architecture: str(info?.architecture) || null,
-      device: str(info?.device) || null,
-      description: str(info?.description) || null,
+      vendor: str(info?.vendor),
+      architecture: str(info?.architecture),
+      device: str(info?.device),
+      description: str(info?.description),
     },
     features: sorted(adapter.features),
     limits,
@@ -329,33 +329,37 @@ export async function detectCaps({ gpu = globalThis.navigator?.gpu, adapter = un
 }
 
 // ---------------------------------------------------------------------------------------
-// Selection (docs/CAPS.md §3)
+// Selection (docs/CAPS.md §3; the same rule as codegen/src/caps.rs, held equal by tests/caps/)
 
 const tierIndex = (t) => TIERS.indexOf(t);
 
-/** The family id of a manifest kernel: op, bits, group, scheme and (KV) head_dim. */
+/**
+ * The tiers each target has (codegen/src/profile.rs `TARGETS`): the wanted tier is the
+ * richest of these, so a package emitted with fewer tiers gets the same answer.
+ */
+export const TARGET_TIERS = Object.freeze({
+  generic: ['base', 'f16'],
+  chrome: TIERS,
+  edge: TIERS,
+  firefox: ['base', 'f16'],
+  safari: ['base', 'f16'],
+  native: TIERS,
+});
+
+/** The family key of a manifest kernel (§3, §4): `matvec/4/32/sym`, `kv-attend/4/32/asym/128`. */
 export function familyOf(kernel) {
-  const fmt = kernel.bits === 16 ? 'f16' : `q${kernel.bits}g${kernel.group_size}${kernel.scheme === 'asym' ? 'a' : 's'}`;
-  const d = kernel.kv ? `_d${kernel.kv.head_dim}` : '';
-  return `${kernel.op.replace('-', '_')}_${fmt}${d}`;
+  const key = `${kernel.op}/${kernel.bits}/${kernel.group_size}/${kernel.scheme}`;
+  return kernel.op === 'kv-append' || kernel.op === 'kv-attend' ? `${key}/${kernel.kv?.head_dim}` : key;
 }
 
-/** The manifest's kernel families, in manifest order; each family's kernels poorest tier first. */
+/** The manifest's kernel families, in order of first appearance; each family's kernels poorest tier first. */
 export function families(manifest) {
   const byId = new Map();
   for (const k of manifest.kernels) {
     const id = familyOf(k);
     let f = byId.get(id);
     if (!f) {
-      f = {
-        id,
-        op: k.op,
-        bits: k.bits,
-        group_size: k.group_size,
-        scheme: k.scheme,
-        head_dim: k.kv ? k.kv.head_dim : null,
-        kernels: [],
-      };
+      f = { id, op: k.op, bits: k.bits, group_size: k.group_size, scheme: k.scheme, head_dim: k.kv ? k.kv.head_dim : null, kernels: [] };
       byId.set(id, f);
     }
     f.kernels.push(k);
@@ -367,60 +371,86 @@ export function families(manifest) {
 /** Why `kernel` cannot run on the report's adapter, or null when it can (§3 step 2). */
 export function notRunnable(kernel, webgpu) {
   const features = new Set(webgpu.features);
-  const missing = (kernel.features ?? []).filter((f) => !features.has(f));
-  if (missing.length) return `no ${missing.join(', no ')}`;
   const lim = webgpu.limits ?? {};
+  const why = [];
+  for (const f of kernel.features ?? []) if (!features.has(f)) why.push(`no ${f}`);
   const storage = kernel.workgroup_storage_bytes ?? 0;
-  if (typeof lim.maxComputeWorkgroupStorageSize === 'number' && storage > lim.maxComputeWorkgroupStorageSize) {
-    return `workgroup storage ${storage} > ${lim.maxComputeWorkgroupStorageSize}`;
-  }
+  if (storage > lim.maxComputeWorkgroupStorageSize) why.push(`workgroup storage ${storage} > ${lim.maxComputeWorkgroupStorageSize}`);
   const [x, y, z] = kernel.workgroup_size;
-  if (typeof lim.maxComputeInvocationsPerWorkgroup === 'number' && x * y * z > lim.maxComputeInvocationsPerWorkgroup) {
-    return `workgroup invocations ${x * y * z} > ${lim.maxComputeInvocationsPerWorkgroup}`;
-  }
-  if (typeof lim.maxComputeWorkgroupSizeX === 'number' && x > lim.maxComputeWorkgroupSizeX) {
-    return `workgroup size x ${x} > ${lim.maxComputeWorkgroupSizeX}`;
-  }
-  return null;
+  if (x * y * z > lim.maxComputeInvocationsPerWorkgroup) why.push(`workgroup invocations ${x * y * z} > ${lim.maxComputeInvocationsPerWorkgroup}`);
+  if (x > lim.maxComputeWorkgroupSizeX) why.push(`workgroup_size[0] ${x} > maxComputeWorkgroupSizeX ${lim.maxComputeWorkgroupSizeX}`);
+  return why.length ? why.join(', ') : null;
+}
+
+/** `Profile::select_tier`: the richest tier of `target` whose needs are met. */
+function wantedTier(target, hasF16, hasSubgroups, allowF16) {
+  const tiers = TARGET_TIERS[target] ?? TIERS;
+  let wanted = 'base';
+  for (const t of tiers) if ((!TIER_F16.has(t) || (hasF16 && allowF16)) && (!TIER_SUBGROUPS.has(t) || hasSubgroups)) wanted = t;
+  return wanted;
+}
+
+/** Why the wanted tier is what it is: what enables a richer tier first, then what holds one back. */
+function wantedReason(target, hasF16, hasSubgroups, allowF16) {
+  const tiers = TARGET_TIERS[target] ?? TIERS;
+  const f16 = !hasF16
+    ? [false, 'no shader-f16']
+    : !allowF16
+      ? [false, 'f16 not allowed']
+      : tiers.some((t) => TIER_F16.has(t))
+        ? [true, 'adapter has shader-f16, f16 allowed']
+        : [false, `target ${target} has no f16 tier`];
+  const subgroups = !hasSubgroups
+    ? [false, 'no subgroups']
+    : tiers.some((t) => TIER_SUBGROUPS.has(t))
+      ? [true, 'adapter has subgroups']
+      : [false, `target ${target} has no subgroup tier`];
+  const parts = [subgroups, f16];
+  if (!subgroups[0] && f16[0]) parts.reverse();
+  return parts.map((p) => p[1]).join('; ');
 }
 
 /**
- * The §3 rule: one choice per family, `{ family, kernel, backend, tier, reason }` (`tier`
- * null for WebAssembly; `kernel` the chosen kernel, or for WebAssembly the kernel whose twin
- * runs: the family's poorest tier). Pure: depends only on the manifest and the report.
+ * The §3 rule: one choice per family, `{ family, kernel, backend, tier, reason }`, families in
+ * order of first appearance. `tier` is null for WebAssembly, whose `kernel` is the family's
+ * poorest tier (every tier's twin is the same f32 module). Pure: depends only on the
+ * manifest (its `target` and kernels) and the report.
  */
 export function selectKernels(manifest, caps, { allowF16 = false } = {}) {
-  const wasmBackend = caps?.wasm?.simd128 ? 'wasm-simd' : 'wasm-scalar';
+  const target = manifest.target;
   const webgpu = caps?.webgpu ?? null;
+  const simd = Boolean(caps?.wasm?.simd128);
   return families(manifest).map((f) => {
-    const twin = f.kernels[0];
-    const wasm = (reason) => ({ family: f.id, kernel: twin.name, backend: wasmBackend, tier: null, reason });
+    const wasm = (why) => ({
+      family: f.id,
+      kernel: f.kernels[0].name,
+      backend: simd ? 'wasm-simd' : 'wasm-scalar',
+      tier: null,
+      reason: simd ? why : `${why}; no wasm simd128`,
+    });
     if (!webgpu) return wasm('no WebGPU');
     const features = new Set(webgpu.features);
     const hasF16 = features.has('shader-f16');
     const hasSubgroups = features.has('subgroups');
-    const f16 = hasF16 && allowF16;
-    let wanted = 0;
-    for (let i = 0; i < TIERS.length; i++) {
-      if ((!TIER_F16.has(TIERS[i]) || f16) && (!TIER_SUBGROUPS.has(TIERS[i]) || hasSubgroups)) wanted = i;
-    }
-    const facts = [
-      hasSubgroups ? 'adapter has subgroups' : 'no subgroups',
-      !hasF16 ? 'no shader-f16' : allowF16 ? 'adapter has shader-f16' : 'f16 not allowed',
-    ];
-    const skipped = [];
-    for (let i = f.kernels.length - 1; i >= 0; i--) {
-      const k = f.kernels[i];
-      if (tierIndex(k.tier) > wanted) continue;
-      const why = notRunnable(k, webgpu);
-      if (why) {
-        skipped.push(`${k.tier}: ${why}`);
+    const wanted = tierIndex(wantedTier(target, hasF16, hasSubgroups, allowF16));
+    const whyWanted = wantedReason(target, hasF16, hasSubgroups, allowF16);
+    const eligible = (t) => tierIndex(t) <= wanted && (!TIER_F16.has(t) || (hasF16 && allowF16)) && (!TIER_SUBGROUPS.has(t) || hasSubgroups);
+    const passedOver = [];
+    for (const tier of [...TIERS].reverse().filter(eligible)) {
+      const k = f.kernels.find((x) => x.tier === tier);
+      if (!k) {
+        passedOver.push(`no ${tier} kernel in the package`);
         continue;
       }
-      const reason = [...facts, ...skipped].join('; ');
-      return { family: f.id, kernel: k.name, backend: 'webgpu', tier: k.tier, reason };
+      const why = notRunnable(k, webgpu);
+      if (why) {
+        passedOver.push(`${k.name}: ${why}`);
+        continue;
+      }
+      const reason = passedOver.length ? `${whyWanted}; but ${passedOver.join('; ')}` : whyWanted;
+      return { family: f.id, kernel: k.name, backend: 'webgpu', tier, reason };
     }
-    return wasm(`no runnable WebGPU kernel (${skipped.join('; ') || 'no kernel at or below the wanted tier'})`);
+    return wasm(`no runnable WebGPU kernel (${whyWanted}; ${passedOver.join('; ')})`);
   });
 }
 
@@ -777,6 +807,12 @@ export class ShaderGen {
     this._pipelines = new Map(); // kernel name → Promise<{ layout, pipelines: Map(entry → pipeline) }>
     this._tail = Promise.resolve();
     this._destroyed = false;
+    /** Completed calls per backend that ran them: `{ webgpu, 'wasm-simd', 'wasm-scalar' }`. */
+    this.calls = { webgpu: 0, 'wasm-simd': 0, 'wasm-scalar': 0 };
+  }
+
+  _count(backend) {
+    this.calls[backend]++;
   }
 
   /** The suggested target for this machine (docs/CAPS.md §2). */
@@ -808,11 +844,12 @@ export class ShaderGen {
       const twin = f.kernels[0].name;
       if (prefer === 'wasm-simd' || prefer === 'wasm-scalar') {
         const backend = prefer === 'wasm-simd' && simd ? 'wasm-simd' : 'wasm-scalar';
-        const reason = backend === prefer ? `prefer: ${prefer}` : `prefer: ${prefer}, but no simd128`;
+        const reason = backend === prefer ? `prefer: ${prefer}` : `prefer: ${prefer}; no wasm simd128`;
         return { family: c.family, kernel: twin, backend, tier: null, reason };
       }
       if (c.backend === 'webgpu' && (this._lost || this._deviceWhy)) {
-        return { family: c.family, kernel: twin, backend: simd ? 'wasm-simd' : 'wasm-scalar', tier: null, reason: this._lost ?? this._deviceWhy };
+        const why = this._lost ?? this._deviceWhy;
+        return { family: c.family, kernel: twin, backend: simd ? 'wasm-simd' : 'wasm-scalar', tier: null, reason: simd ? why : `${why}; no wasm simd128` };
       }
       return { ...c };
     });
@@ -839,19 +876,19 @@ export class ShaderGen {
     }
     let id;
     if (op.startsWith('kv-')) {
-      const d = format?.head_dim;
       const fmt = checkFormat({ ...format, scheme: format?.scheme ?? 'asym' }, 'format');
       if (fmt.scheme !== 'asym' || fmt.bits === 16) throw invalid(`a KV cache is quantized and asym, got ${formatName(fmt)}`, format);
-      id = `${op.replace('-', '_')}_${formatName(fmt)}_d${d}`;
+      id = `${op}/${fmt.bits}/${fmt.group_size}/asym/${format.head_dim}`;
     } else {
-      id = `${op}_${formatName(checkFormat(format, 'format'))}`;
+      const fmt = checkFormat(format, 'format');
+      id = `${op}/${fmt.bits}/${fmt.group_size}/${fmt.scheme}`;
     }
     const f = this._families.get(id);
     if (!f) {
-      const have = [...this._families.values()].filter((x) => x.op === op).map((x) => x.id.slice(op.length + 1));
+      const have = [...this._families.values()].filter((x) => x.op === op).map((x) => x.id);
       throw new ShaderGenError(
         'not-in-package',
-        `the package (target ${this.manifest.target}) has no ${op} kernel for ${id.slice(op.length + 1)}; it has ${have.length ? have.join(', ') : 'no ' + op + ' kernels'}`,
+        `the package (target ${this.manifest.target}) has no kernel family ${id}; its ${op} families are ${have.length ? have.join(', ') : 'none'}`,
         { value: format },
       );
     }
@@ -1081,14 +1118,22 @@ export class ShaderGen {
    * `wasmFn` instead. Other GPU errors are thrown.
    */
   async _withFallback(plan, gpuFn, wasmFn) {
-    if (plan.backend !== 'webgpu') return wasmFn(plan.variant);
+    const wasm = async (variant) => {
+      const out = await wasmFn(variant);
+      this._count(`wasm-${variant}`);
+      return out;
+    };
+    if (plan.backend !== 'webgpu') return wasm(plan.variant);
+    let out;
     try {
-      return await gpuFn(plan.kernel);
+      out = await gpuFn(plan.kernel);
     } catch (e) {
-      if (await this._deviceGone()) return wasmFn(this.caps.wasm.simd128 ? 'simd' : 'scalar');
+      if (await this._deviceGone()) return wasm(this.caps.wasm.simd128 ? 'simd' : 'scalar');
       if (e instanceof ShaderGenError) throw e;
       throw new ShaderGenError('gpu-error', `${plan.kernel.name}: ${oneLine(e)}`, { cause: e });
     }
+    this._count('webgpu');
+    return out;
   }
 
   // -- matvec / matmul ----------------------------------------------------------------
@@ -1106,7 +1151,7 @@ export class ShaderGen {
     if (this._destroyed) throw new ShaderGenError('destroyed', 'this ShaderGen was destroyed');
     if (!desc || typeof desc !== 'object') throw invalid(`upload() takes {format, n, k, weights, scales, mins}, got ${describeValue(desc)}`, desc);
     const format = checkFormat(desc.format, 'format');
-    const ops = ['matvec', 'matmul'].filter((op) => this._families.has(`${op}_${formatName(format)}`));
+    const ops = ['matvec', 'matmul'].filter((op) => this._families.has(`${op}/${format.bits}/${format.group_size}/${format.scheme}`));
     if (!ops.length) this._family('matvec', format); // throws not-in-package, listing what there is
     const n = positiveInt(desc.n, 'n');
     const k = positiveInt(desc.k, 'k');
@@ -1363,6 +1408,7 @@ export class ShaderGen {
         if (cache._gpu && !gpuDone) cache._gpuStale = true;
       }
       cache.len += n;
+      this._count(gpuDone ? 'webgpu' : `wasm-${cache._host.variant}`);
     });
   }
 
@@ -1444,11 +1490,14 @@ export class ShaderGen {
         inst.write(at.params, paramsBytes(kernel, this._kvParams(cache, { n_heads: nHeads })));
         inst.write(io.at.q, q);
         inst.call({ ...at, ...io.at }, {});
+        this._count(`wasm-${variant}`);
         return inst.floats(io.at.out, nHeads * d);
       };
       if (plan.backend === 'webgpu' && cache._gpu) {
         try {
-          return await gpuRun(plan.kernel);
+          const out = await gpuRun(plan.kernel);
+          this._count('webgpu');
+          return out;
         } catch (e) {
           if (!(await this._deviceGone())) throw e instanceof ShaderGenError ? e : new ShaderGenError('gpu-error', `${plan.kernel.name}: ${oneLine(e)}`, { cause: e });
         }

@@ -1,0 +1,649 @@
+// shadergen.mjs, the JavaScript runtime every package carries, loaded from an emitted package
+// in Node: on Dawn (Chrome's WebGPU, npm `webgpu`, on Mesa lavapipe), forced onto the
+// WebAssembly twins (SIMD and scalar), with no GPU at all, over http (the fetch path a page
+// takes), and after the device is destroyed. Every result is checked against independent
+// references: format.mjs (docs/FORMAT.md §2–7) for matvec / matmul, kv-reference.mjs
+// (§11) for the KV cache's bytes and attention; within the manifest's tolerance relative to
+// Σ|terms| (codegen/src/reference.rs). Selection is checked against tests/caps/*.json.
+//
+//   cargo build -p shadergen && node --test tests/node/shadergen-mjs.test.mjs
+//
+// Environment: SHADERGEN_BIN (default target/debug/shadergen); CI=true makes a missing Dawn
+// adapter a failure instead of a skip.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { packF16, packMatrix, reference } from './format.mjs';
+import { attention, checkCacheBytes } from './kv-reference.mjs';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BIN = process.env.SHADERGEN_BIN ? path.resolve(process.env.SHADERGEN_BIN) : path.join(REPO, 'target', 'debug', 'shadergen');
+const CI = process.env.CI === 'true';
+const TINY = 2 ** -126;
+
+// Formats of the weight tests: 3-bit asym, 4-bit sym, 8-bit asym; KV: 4-bit and 3-bit, D 64.
+const WEIGHT_FORMATS = [
+  { bits: 3, group_size: 32, scheme: 'asym' },
+  { bits: 4, group_size: 64, scheme: 'sym' },
+  { bits: 8, group_size: 32, scheme: 'asym' },
+];
+const KV_SHAPE = { head_dim: 64, kv_heads: 2, max_seq: 256, window: 16 };
+const KV_FORMATS = [
+  { bits: 4, group_size: 32 },
+  { bits: 3, group_size: 64 },
+];
+const N_HEADS = 8; // GQA 4
+
+let tmp;
+let pkgDir;
+let ShaderGen;
+let mod;
+let dawn; // { gpu } or { reason }
+
+// ---------------------------------------------------------------------------------------
+// Deterministic data
+
+function rng(seed) {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+/** Random quantized weights of `format` (never zeros) and their host arrays. */
+function makeWeights(format, n, k, seed) {
+  const rand = rng(seed);
+  const int = (lo, hi) => lo + Math.floor(rand() * (hi - lo + 1));
+  const codes = Uint8Array.from({ length: n * k }, () => int(0, 2 ** format.bits - 1));
+  const groups = (n * k) / format.group_size;
+  const f16 = (eLo, eHi, negative) => ((negative ? 0x8000 : 0) | (int(eLo, eHi) << 10) | int(0, 1023)) & 0xffff;
+  const scales = packF16(Array.from({ length: groups }, () => f16(9, 13, false)));
+  const mins = format.scheme === 'asym' ? packF16(Array.from({ length: groups }, () => f16(9, 14, rand() < 0.5))) : undefined;
+  return { format, n, k, weights: packMatrix(codes, n, k, format.bits), scales, mins };
+}
+
+function makeFloats(count, seed, spread = 2) {
+  const rand = rng(seed);
+  return Float32Array.from({ length: count }, () => (rand() * 2 - 1) * spread);
+}
+
+// ---------------------------------------------------------------------------------------
+// Checks
+
+function assertClose(got, { want, magnitude }, tolerance, what) {
+  assert.ok(got instanceof Float32Array, `${what}: result is ${got?.constructor?.name}, not a Float32Array`);
+  assert.equal(got.length, want.length, `${what}: ${got.length} outputs, want ${want.length}`);
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) {
+    const err = Math.abs(got[i] - want[i]);
+    const allowed = tolerance * magnitude[i] + TINY;
+    if (!(err <= allowed)) {
+      assert.fail(`${what}: output ${i} = ${got[i]}, want ${want[i]} (error ${err.toExponential(3)} > ${tolerance} x magnitude ${magnitude[i].toExponential(3)})`);
+    }
+    if (magnitude[i] > 0) worst = Math.max(worst, err / magnitude[i]);
+  }
+  return worst;
+}
+
+/** The tolerance of what ran: the WGSL kernel's, or its WebAssembly twin's. */
+function toleranceOf(sg, choice) {
+  const kernel = sg.manifest.kernels.find((k) => k.name === choice.kernel);
+  assert.ok(kernel, `chosen kernel ${choice.kernel} is in the manifest`);
+  return choice.backend === 'webgpu' ? kernel.tolerance : kernel.wasm.tolerance;
+}
+
+/** matvec and matmul of every weight format on `sg`; checks each ran on `backend`. */
+async function checkWeights(sg, backend, label) {
+  for (const [i, format] of WEIGHT_FORMATS.entries()) {
+    for (const op of ['matvec', 'matmul']) {
+      const [m, n, k] = op === 'matvec' ? [1, 37, 192] : [5, 70, 128];
+      const data = makeWeights(format, n, k, 100 + i);
+      const x = makeFloats(m * k, 200 + i);
+      const choice = sg.backendFor(op, format);
+      assert.equal(choice.backend, backend, `${label}: ${op} ${JSON.stringify(format)} runs on ${choice.backend} (${choice.reason})`);
+      const w = sg.upload(data);
+      const before = { ...sg.calls };
+      const y = op === 'matvec' ? await sg.matvec(w, x) : await sg.matmul(w, x, m);
+      assert.equal(sg.calls[backend], (before[backend] ?? 0) + 1, `${label}: ${op} counted on ${backend}: ${JSON.stringify(sg.calls)}`);
+      const ref = reference(format, data, x, m, n, k);
+      assertClose(y, ref, toleranceOf(sg, choice), `${label} ${op} ${choice.kernel} M=${m} N=${n} K=${k}`);
+      // A second call reuses what the first set up (GPU buffers, WebAssembly memory).
+      const x2 = makeFloats(m * k, 300 + i);
+      const y2 = op === 'matvec' ? await sg.matvec(w, x2) : await sg.matmul(w, x2, m);
+      assertClose(y2, reference(format, data, x2, m, n, k), toleranceOf(sg, choice), `${label} ${op} again`);
+      sg.release(w);
+    }
+  }
+}
+
+/** Token `t`'s keys and values: Float32Array [kv_heads][head_dim] each. */
+function token(t, shape) {
+  const count = shape.kv_heads * shape.head_dim;
+  return { k: makeFloats(count, 1000 + 2 * t, 3), v: makeFloats(count, 1001 + 2 * t, 3) };
+}
+
+const joinTokens = (list, key) => {
+  const out = new Float32Array(list.reduce((a, t) => a + t[key].length, 0));
+  let at = 0;
+  for (const t of list) {
+    out.set(t[key], at);
+    at += t[key].length;
+  }
+  return out;
+};
+
+/**
+ * Appends `batches` (token counts) to a fresh cache of `format`, checking the cache's bytes
+ * after each append and attention (GQA 4) after some; returns the cache and tokens.
+ */
+async function checkKv(sg, format, backend, label, batches = [5, 1, 14, 60, 1, 69], attendAfter = [0, 2, 5]) {
+  const layout = { ...format, ...KV_SHAPE };
+  const kvFormat = { ...format, head_dim: KV_SHAPE.head_dim };
+  for (const op of ['kv-append', 'kv-attend']) {
+    const c = sg.backendFor(op, kvFormat);
+    assert.equal(c.backend, backend, `${label}: ${op} runs on ${c.backend} (${c.reason})`);
+  }
+  const cache = sg.kvCache(layout);
+  const tokens = [];
+  const gpu = backend === 'webgpu';
+  let ties = 0;
+  for (const [b, count] of batches.entries()) {
+    const fresh = Array.from({ length: count }, (_, i) => token(tokens.length + i, KV_SHAPE));
+    await sg.kvAppend(cache, joinTokens(fresh, 'k'), joinTokens(fresh, 'v'));
+    tokens.push(...fresh);
+    assert.equal(cache.len, tokens.length);
+    const bytes = await sg.kvRead(cache);
+    const check = checkCacheBytes(layout, bytes, tokens, { gpu });
+    assert.deepEqual(check.bad.slice(0, 5), [], `${label}: cache bytes after ${tokens.length} tokens (${check.bad.length} wrong)`);
+    ties += check.ties;
+    if (attendAfter.includes(b)) {
+      const q = makeFloats(N_HEADS * KV_SHAPE.head_dim, 5000 + tokens.length, 1);
+      const choice = sg.backendFor('kv-attend', kvFormat);
+      const before = sg.calls[backend] ?? 0;
+      const out = await sg.kvAttend(cache, q, N_HEADS);
+      assert.equal(sg.calls[backend], before + 1, `${label}: kvAttend counted on ${backend}`);
+      assertClose(out, attention(layout, bytes, q, N_HEADS), toleranceOf(sg, choice), `${label} kv-attend ${choice.kernel} len ${tokens.length}`);
+    }
+  }
+  return { cache, tokens, layout, ties };
+}
+
+// ---------------------------------------------------------------------------------------
+// Setup
+
+function emit(out, args) {
+  const r = spawnSync(BIN, ['emit', '--quiet', '--out', out, ...args], { encoding: 'utf8' });
+  if (r.error) assert.fail(`running ${BIN}: ${r.error.message}`);
+  assert.equal(r.status, 0, `shadergen emit ${args.join(' ')}: ${r.stderr}`);
+}
+
+before(async () => {
+  assert.ok(fs.existsSync(BIN), `shadergen binary not found at ${BIN}: build it with cargo build -p shadergen (or set SHADERGEN_BIN)`);
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'shadergen-mjs-'));
+  pkgDir = path.join(tmp, 'pkg');
+  emit(pkgDir, ['--target', 'chrome', '--ops', 'matvec,matmul,kv-append,kv-attend', '--bits', '3,4,8', '--group', '32,64', '--head-dim', '64']);
+  // The emitted copy is the one under test.
+  mod = await import(pathToFileURL(path.join(pkgDir, 'shadergen.mjs')).href);
+  ShaderGen = mod.ShaderGen;
+  try {
+    const { create } = await import('webgpu');
+    const gpu = create([]);
+    const adapter = await gpu.requestAdapter();
+    dawn = adapter ? { gpu } : { reason: 'navigator.gpu.requestAdapter() returned null (no Vulkan device: is Mesa lavapipe installed?)' };
+  } catch (e) {
+    dawn = { reason: `Dawn for Node failed to start: ${e?.message ?? e}` };
+  }
+});
+
+after(() => {
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  // dawn.node can hold the event loop open after its devices are gone; the file must end.
+  setTimeout(() => process.exit(), 3000).unref();
+});
+
+/** Dawn's GPU object, or a skip (locally) / failure (CI) when there is none. */
+function requireDawn(t) {
+  if (dawn.gpu) return dawn.gpu;
+  if (CI) assert.fail(`CI requires Dawn on lavapipe: ${dawn.reason}`);
+  t.skip(`no WebGPU adapter: ${dawn.reason}`);
+  return null;
+}
+
+// ---------------------------------------------------------------------------------------
+// The package and the module
+
+test('every package carries shadergen.mjs, byte for byte the template, named in the manifest', () => {
+  const manifest = JSON.parse(fs.readFileSync(path.join(pkgDir, 'manifest.json'), 'utf8'));
+  assert.equal(manifest.runtime, 'shadergen.mjs');
+  const emitted = fs.readFileSync(path.join(pkgDir, 'shadergen.mjs'), 'utf8');
+  const template = fs.readFileSync(path.join(REPO, 'templates', 'shadergen.mjs'), 'utf8');
+  assert.ok(emitted === template, `${BIN} carries another templates/shadergen.mjs than the one checked out: rebuild it (cargo build -p shadergen)`);
+});
+
+test('the module has no static imports and touches Node only through guarded dynamic imports', () => {
+  const text = fs.readFileSync(path.join(pkgDir, 'shadergen.mjs'), 'utf8');
+  assert.deepEqual(text.match(/^\s*import\s.*$/gm), null, 'no top-level import statements');
+  assert.deepEqual(text.match(/\bimport\s*\(\s*['"]/g), null, 'no dynamic import of a literal specifier (bundlers would follow it)');
+  assert.deepEqual(text.match(/\brequire\s*\(/g), null, 'no require()');
+  // Every use of process is behind typeof checks, in the IN_NODE test.
+  for (const line of text.split('\n').filter((l) => /\bprocess\b/.test(l) && !/^\s*\/\//.test(l))) {
+    assert.match(line, /typeof process|IN_NODE|process\.versions/, `unguarded use of process: ${line.trim()}`);
+  }
+});
+
+// ---------------------------------------------------------------------------------------
+// Capabilities and selection
+
+test('capabilities report (docs/CAPS.md §1) on Dawn', async (t) => {
+  const gpu = requireDawn(t);
+  if (!gpu) return;
+  const sg = await ShaderGen.load(pkgDir, { gpu });
+  try {
+    const c = sg.caps;
+    assert.deepEqual(Object.keys(c).sort(), ['engine', 'schema', 'source', 'user_agent', 'wasm', 'webgpu']);
+    assert.equal(c.schema, 1);
+    assert.equal(c.source, 'shadergen.mjs');
+    assert.equal(c.user_agent, null);
+    assert.equal(c.engine, 'dawn-node');
+    assert.equal(sg.suggestedTarget, 'generic');
+    assert.deepEqual(Object.keys(c.webgpu).sort(), ['adapter', 'features', 'is_fallback_adapter', 'limits', 'wgsl_language_features']);
+    assert.deepEqual(Object.keys(c.webgpu.adapter).sort(), ['architecture', 'description', 'device', 'vendor']);
+    for (const v of Object.values(c.webgpu.adapter)) assert.ok(v === null || typeof v === 'string');
+    assert.deepEqual(c.webgpu.features, [...c.webgpu.features].sort());
+    assert.ok(c.webgpu.features.includes('subgroups') && c.webgpu.features.includes('shader-f16'), `Dawn on lavapipe: ${c.webgpu.features}`);
+    for (const name of ['maxComputeWorkgroupStorageSize', 'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupSizeX', 'maxComputeWorkgroupsPerDimension', 'maxStorageBufferBindingSize', 'maxBufferSize', 'maxStorageBuffersPerShaderStage']) {
+      assert.equal(typeof c.webgpu.limits[name], 'number', name);
+    }
+    assert.deepEqual(c.webgpu.wgsl_language_features, [...c.webgpu.wgsl_language_features].sort());
+    assert.equal(typeof c.webgpu.is_fallback_adapter, 'boolean');
+    assert.deepEqual(c.wasm, { simd128: true, relaxed_simd: c.wasm.relaxed_simd, threads: c.wasm.threads });
+    assert.equal(typeof c.wasm.relaxed_simd, 'boolean');
+    assert.equal(c.wasm.threads, true, 'V8 validates shared memory and atomics');
+    // The device has exactly the chosen kernels' features.
+    const chosen = sg.select().filter((x) => x.backend === 'webgpu').map((x) => sg.manifest.kernels.find((k) => k.name === x.kernel));
+    assert.deepEqual(sg.deviceDescriptor.requiredFeatures, [...new Set(chosen.flatMap((k) => k.features))].sort());
+    assert.deepEqual(sg.deviceDescriptor.requiredFeatures, ['subgroups'], 'f16 not allowed: no shader-f16 requested');
+    assert.deepEqual([...sg.device.features].filter((f) => f === 'shader-f16' || f === 'subgroups'), ['subgroups']);
+  } finally {
+    sg.destroy();
+  }
+});
+
+test('engine and target from user agents (docs/CAPS.md §2)', () => {
+  const { engineFromUserAgent, suggestTarget } = mod;
+  const cases = [
+    ['Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36', 'chromium', 'chrome'],
+    ['Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36 Edg/156.0.0.0', 'chromium', 'edge'],
+    ['Mozilla/5.0 (X11; Linux x86_64; rv:153.0) Gecko/20100101 Firefox/153.0', 'gecko', 'firefox'],
+    ['Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/26.0 Safari/605.1.15', 'webkit', 'safari'],
+    ['Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/130.0 Mobile/15E148 Safari/604.1', 'webkit', 'safari'],
+    ['Deno/2.1.4', 'wgpu-native', 'native'],
+    [null, 'unknown', 'generic'],
+  ];
+  for (const [ua, engine, target] of cases) {
+    assert.equal(engineFromUserAgent(ua), engine, String(ua));
+    assert.equal(suggestTarget({ engine, user_agent: ua }), target, String(ua));
+  }
+  assert.equal(suggestTarget({ engine: 'dawn-node', user_agent: null }), 'generic');
+});
+
+/** A report with `features` and the spec's default limits, overridden by `limits`. */
+function report({ features = [], limits = {}, simd = true, webgpu = true } = {}) {
+  return {
+    schema: 1,
+    source: 'synthetic',
+    user_agent: null,
+    engine: 'unknown',
+    webgpu: webgpu
+      ? {
+          adapter: { vendor: null, architecture: null, device: null, description: null },
+          features: [...features].sort(),
+          limits: {
+            maxComputeWorkgroupStorageSize: 16384,
+            maxComputeInvocationsPerWorkgroup: 256,
+            maxComputeWorkgroupSizeX: 256,
+            maxComputeWorkgroupsPerDimension: 65535,
+            maxStorageBufferBindingSize: 134217728,
+            maxBufferSize: 268435456,
+            maxStorageBuffersPerShaderStage: 8,
+            ...limits,
+          },
+          wgsl_language_features: [],
+          is_fallback_adapter: false,
+        }
+      : null,
+    wasm: { simd128: simd, relaxed_simd: false, threads: false },
+  };
+}
+
+test('the selection rule (docs/CAPS.md §3) on synthetic reports', () => {
+  const { selectKernels } = mod;
+  const manifest = JSON.parse(fs.readFileSync(path.join(pkgDir, 'manifest.json'), 'utf8'));
+  const pick = (caps, family, options) => selectKernels(manifest, caps, options).find((c) => c.family === family);
+  const families = new Set(selectKernels(manifest, report()).map((c) => c.family));
+  assert.equal(families.size, 2 * 12 + 2 * 6, 'matvec/matmul: 3 bits x 2 groups x 2 schemes; KV: 3 bits x 2 groups');
+  assert.ok(families.has('matvec/3/32/asym') && families.has('kv-attend/4/32/asym/64'));
+
+  assert.deepEqual(pick(report({ webgpu: false }), 'matvec/4/32/sym'), {
+    family: 'matvec/4/32/sym', kernel: 'matvec_q4g32s_base', backend: 'wasm-simd', tier: null, reason: 'no WebGPU',
+  });
+  assert.deepEqual(pick(report({ webgpu: false, simd: false }), 'matvec/4/32/sym'), {
+    family: 'matvec/4/32/sym', kernel: 'matvec_q4g32s_base', backend: 'wasm-scalar', tier: null, reason: 'no WebGPU; no wasm simd128',
+  });
+  assert.deepEqual(pick(report(), 'matvec/4/32/sym'), {
+    family: 'matvec/4/32/sym', kernel: 'matvec_q4g32s_base', backend: 'webgpu', tier: 'base', reason: 'no subgroups; no shader-f16',
+  });
+  assert.deepEqual(pick(report({ features: ['subgroups', 'shader-f16'] }), 'matvec/4/32/sym'), {
+    family: 'matvec/4/32/sym', kernel: 'matvec_q4g32s_subgroups', backend: 'webgpu', tier: 'subgroups', reason: 'adapter has subgroups; f16 not allowed',
+  });
+  assert.deepEqual(pick(report({ features: ['subgroups', 'shader-f16'] }), 'matvec/4/32/sym', { allowF16: true }), {
+    family: 'matvec/4/32/sym', kernel: 'matvec_q4g32s_f16_subgroups', backend: 'webgpu', tier: 'f16-subgroups', reason: 'adapter has subgroups; adapter has shader-f16, f16 allowed',
+  });
+  assert.deepEqual(pick(report({ features: ['shader-f16'] }), 'kv-attend/4/32/asym/64', { allowF16: true }), {
+    family: 'kv-attend/4/32/asym/64', kernel: 'kv_attend_q4g32a_d64_f16', backend: 'webgpu', tier: 'f16', reason: 'adapter has shader-f16, f16 allowed; no subgroups',
+  });
+  // matmul's 8448 bytes of workgroup storage over a 6000-byte adapter: WebAssembly, saying why.
+  const small = pick(report({ features: ['subgroups'], limits: { maxComputeWorkgroupStorageSize: 6000 } }), 'matmul/4/32/sym');
+  assert.equal(small.backend, 'wasm-simd');
+  assert.match(small.reason, /^no runnable WebGPU kernel \(adapter has subgroups; no shader-f16; matmul_q4g32s_subgroups: workgroup storage 8448 > 6000; matmul_q4g32s_base: workgroup storage 8448 > 6000\)$/);
+  // A kernel over the invocation limit is passed over for a poorer tier that fits.
+  const big = JSON.parse(JSON.stringify(manifest));
+  big.kernels.find((k) => k.name === 'matvec_q4g32s_subgroups').workgroup_size = [512, 1, 1];
+  const fits = selectKernels(big, report({ features: ['subgroups'] })).find((c) => c.family === 'matvec/4/32/sym');
+  assert.equal(fits.kernel, 'matvec_q4g32s_base');
+  assert.equal(fits.reason, 'adapter has subgroups; no shader-f16; but matvec_q4g32s_subgroups: workgroup invocations 512 > 256, workgroup_size[0] 512 > maxComputeWorkgroupSizeX 256');
+  // f16 not allowed: when the subgroups kernel does not fit, the f16 kernel below it in the
+  // tier order is not eligible either; base is.
+  const noF16 = selectKernels(big, report({ features: ['subgroups', 'shader-f16'] })).find((c) => c.family === 'matvec/4/32/sym');
+  assert.equal(noF16.kernel, 'matvec_q4g32s_base', noF16.reason);
+  assert.equal(noF16.reason, 'adapter has subgroups; f16 not allowed; but matvec_q4g32s_subgroups: workgroup invocations 512 > 256, workgroup_size[0] 512 > maxComputeWorkgroupSizeX 256');
+  // A target without subgroup tiers wants no subgroups kernel even when the adapter has them.
+  const generic = { ...manifest, target: 'generic', kernels: manifest.kernels.filter((k) => k.tier === 'base' || k.tier === 'f16') };
+  assert.equal(selectKernels(generic, report({ features: ['subgroups'] }))[0].reason, 'target generic has no subgroup tier; no shader-f16');
+});
+
+test('selection agrees with the shared vectors (tests/caps/*.json)', async (t) => {
+  const dir = path.join(REPO, 'tests', 'caps');
+  const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.json')).sort() : [];
+  if (!files.length) {
+    t.skip('no vector files in tests/caps/ yet');
+    return;
+  }
+  const packages = new Map();
+  let checked = 0;
+  for (const file of files) {
+    const v = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8'));
+    if (!Array.isArray(v.expect) || !v.expect.length) continue;
+    let manifest = packages.get(v.package_target);
+    if (!manifest) {
+      const out = path.join(tmp, `caps-${v.package_target}`);
+      emit(out, ['--target', v.package_target]);
+      manifest = JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'));
+      packages.set(v.package_target, manifest);
+    }
+    const got = new Map(mod.selectKernels(manifest, v.caps, { allowF16: v.allow_f16 }).map((c) => [c.family, c]));
+    for (const want of v.expect) {
+      const c = got.get(want.family);
+      assert.ok(c, `${file}: family ${want.family} not selected`);
+      for (const [key, value] of Object.entries(want)) assert.deepEqual(c[key], value, `${file}: ${want.family}.${key}`);
+      checked++;
+    }
+    if (v.caps.user_agent !== undefined) assert.equal(mod.suggestTarget(v.caps), v.package_target, `${file}: suggested target`);
+  }
+  if (!checked) t.skip('the vector files list no expected choices yet');
+});
+
+// ---------------------------------------------------------------------------------------
+// Running the kernels
+
+test('matvec and matmul on WebGPU (Dawn), 3/4/8-bit, sym and asym', async (t) => {
+  const gpu = requireDawn(t);
+  if (!gpu) return;
+  const sg = await ShaderGen.load(pkgDir, { gpu });
+  try {
+    await checkWeights(sg, 'webgpu', 'dawn');
+    assert.equal(sg.backendFor('matvec', WEIGHT_FORMATS[0]).tier, 'subgroups');
+  } finally {
+    sg.destroy();
+  }
+});
+
+test('matvec on WebGPU with f16 allowed: the f16-subgroups kernel within its 1e-2', async (t) => {
+  const gpu = requireDawn(t);
+  if (!gpu) return;
+  const sg = await ShaderGen.load(pkgDir, { gpu, allowF16: true });
+  try {
+    const format = WEIGHT_FORMATS[1];
+    const choice = sg.backendFor('matvec', format);
+    assert.equal(choice.tier, 'f16-subgroups', choice.reason);
+    assert.deepEqual(sg.deviceDescriptor.requiredFeatures, ['shader-f16', 'subgroups']);
+    const data = makeWeights(format, 33, 256, 7);
+    const x = makeFloats(256, 8);
+    const worst = assertClose(await sg.matvec(sg.upload(data), x), reference(format, data, x, 1, 33, 256), toleranceOf(sg, choice), 'f16 matvec');
+    assert.ok(worst > 1e-6, `an f16 kernel computes in f16 (worst relative error ${worst})`);
+  } finally {
+    sg.destroy();
+  }
+});
+
+for (const prefer of ['wasm-simd', 'wasm-scalar']) {
+  test(`matvec and matmul on WebAssembly (prefer: ${prefer})`, async () => {
+    const sg = await ShaderGen.load(pkgDir, { gpu: dawn.gpu ?? null, prefer });
+    try {
+      assert.equal(sg.device, null, 'no device requested when WebAssembly is forced');
+      await checkWeights(sg, prefer, prefer);
+      assert.equal(sg.backendFor('matmul', WEIGHT_FORMATS[1]).reason, `prefer: ${prefer}`);
+    } finally {
+      sg.destroy();
+    }
+  });
+}
+
+test('no GPU at all: every family falls back to WebAssembly SIMD', async () => {
+  const sg = await ShaderGen.load(pkgDir, { gpu: null });
+  try {
+    assert.equal(sg.caps.webgpu, null);
+    assert.equal(sg.caps.engine, 'unknown');
+    for (const c of sg.select()) {
+      assert.equal(c.backend, 'wasm-simd', c.family);
+      assert.equal(c.reason, 'no WebGPU');
+    }
+    await checkWeights(sg, 'wasm-simd', 'no gpu');
+    for (const format of KV_FORMATS) await checkKv(sg, format, 'wasm-simd', `no gpu kv ${format.bits}`);
+  } finally {
+    sg.destroy();
+  }
+});
+
+test('kv-append then kv-attend on WebGPU (Dawn): GQA 4, a window, two splits and more', async (t) => {
+  const gpu = requireDawn(t);
+  if (!gpu) return;
+  const sg = await ShaderGen.load(pkgDir, { gpu });
+  try {
+    for (const format of KV_FORMATS) {
+      const { ties } = await checkKv(sg, format, 'webgpu', `dawn kv ${format.bits}`);
+      t.diagnostic(`q${format.bits}: ${ties} codes took the near-tie neighbour on the GPU`);
+    }
+  } finally {
+    sg.destroy();
+  }
+});
+
+for (const prefer of ['wasm-simd', 'wasm-scalar']) {
+  test(`kv-append then kv-attend on WebAssembly (prefer: ${prefer}): bytes exact`, async () => {
+    const sg = await ShaderGen.load(pkgDir, { gpu: null, prefer });
+    try {
+      for (const format of KV_FORMATS) {
+        const { ties } = await checkKv(sg, format, prefer, `${prefer} kv ${format.bits}`);
+        assert.equal(ties, 0);
+      }
+    } finally {
+      sg.destroy();
+    }
+  });
+}
+
+test('a device lost during matvec: the call re-runs on WebAssembly, and so do later ones', async (t) => {
+  const gpu = requireDawn(t);
+  if (!gpu) return;
+  const sg = await ShaderGen.load(pkgDir, { gpu });
+  try {
+    const format = WEIGHT_FORMATS[0];
+    const data = makeWeights(format, 37, 192, 11);
+    const x = makeFloats(192, 12);
+    const ref = reference(format, data, x, 1, 37, 192);
+    const w = sg.upload(data);
+    assertClose(await sg.matvec(w, x), ref, 1e-5, 'before loss');
+    assert.equal(sg.calls.webgpu, 1);
+
+    // Destroyed after the call started on WebGPU (it plans in a microtask, before the loss is
+    // reported): the GPU work fails and the call itself re-runs on the WebAssembly twin.
+    const pending = sg.matvec(w, x);
+    sg.device.destroy();
+    assertClose(await pending, ref, 1e-5, 'the call the loss interrupted');
+    assert.deepEqual(sg.calls, { webgpu: 1, 'wasm-simd': 1, 'wasm-scalar': 0 });
+    const after = sg.backendFor('matvec', format);
+    assert.equal(after.backend, 'wasm-simd');
+    assert.match(after.reason, /device lost/);
+    assert.equal(sg.device, null);
+    assertClose(await sg.matmul(w, x, 1), ref, 1e-5, 'a later call');
+    assert.equal(sg.calls['wasm-simd'], 2);
+  } finally {
+    sg.destroy();
+  }
+});
+
+test('a device lost during kv-append and kv-attend: a mirrored cache carries on in WebAssembly', async (t) => {
+  const gpu = requireDawn(t);
+  if (!gpu) return;
+  const layout = { ...KV_FORMATS[0], ...KV_SHAPE };
+  const q = makeFloats(N_HEADS * KV_SHAPE.head_dim, 13, 1);
+  const first = Array.from({ length: 40 }, (_, i) => token(i, KV_SHAPE));
+  const more = Array.from({ length: 30 }, (_, i) => token(40 + i, KV_SHAPE));
+  for (const interrupt of ['kv-append', 'kv-attend']) {
+    const sg = await ShaderGen.load(pkgDir, { gpu });
+    try {
+      const cache = sg.kvCache(layout); // mirrored (the default)
+      const lonely = sg.kvCache({ ...layout, mirror: false });
+      for (const c of [cache, lonely]) await sg.kvAppend(c, joinTokens(first, 'k'), joinTokens(first, 'v'));
+      const gpuOut = await sg.kvAttend(cache, q, N_HEADS);
+      assert.equal(sg.calls.webgpu, 3);
+      let tokens = first;
+      if (interrupt === 'kv-append') {
+        const pending = sg.kvAppend(cache, joinTokens(more, 'k'), joinTokens(more, 'v'));
+        sg.device.destroy();
+        await pending;
+        tokens = [...first, ...more];
+        // Submitted before the loss, or re-run after it: either way the mirror has the tokens.
+        assert.equal(sg.calls.webgpu + sg.calls['wasm-simd'], 4, JSON.stringify(sg.calls));
+      } else {
+        const pending = sg.kvAttend(cache, q, N_HEADS);
+        sg.device.destroy();
+        const bytes = await sg.kvRead(cache);
+        assert.deepEqual(checkCacheBytes(layout, bytes, tokens).bad, [], 'the mirror holds the §11.3 bytes');
+        assertClose(await pending, attention(layout, bytes, q, N_HEADS), 1e-5, 'the kv-attend the loss interrupted');
+        assertClose(gpuOut, attention(layout, bytes, q, N_HEADS), 1e-5, 'kv-attend before the loss, against the mirror');
+        assert.equal(sg.calls['wasm-simd'], 1, JSON.stringify(sg.calls));
+      }
+      assert.equal(cache.len, tokens.length);
+      const bytes = await sg.kvRead(cache);
+      assert.deepEqual(checkCacheBytes(layout, bytes, tokens).bad, []);
+      assertClose(await sg.kvAttend(cache, q, N_HEADS), attention(layout, bytes, q, N_HEADS), 1e-5, `kv-attend after losing the device in ${interrupt}`);
+      // Appends after the loss go on in WebAssembly.
+      const later = Array.from({ length: 3 }, (_, i) => token(tokens.length + i, KV_SHAPE));
+      await sg.kvAppend(cache, joinTokens(later, 'k'), joinTokens(later, 'v'));
+      tokens = [...tokens, ...later];
+      const final = await sg.kvRead(cache);
+      assert.deepEqual(checkCacheBytes(layout, final, tokens).bad, []);
+      assertClose(await sg.kvAttend(cache, q, N_HEADS), attention(layout, final, q, N_HEADS), 1e-5, 'kv-attend after later appends');
+      // The unmirrored cache went with the device.
+      await assert.rejects(sg.kvAttend(lonely, q, N_HEADS), (e) => e.code === 'device-lost' && /mirror: false/.test(e.message));
+      await assert.rejects(sg.kvAppend(lonely, later[0].k, later[0].v), (e) => e.code === 'device-lost');
+    } finally {
+      sg.destroy();
+    }
+  }
+});
+
+test('a package over http (the fetch path a page takes)', async () => {
+  const server = http.createServer((req, res) => {
+    const file = path.join(pkgDir, decodeURIComponent(new URL(req.url, 'http://x').pathname));
+    if (!file.startsWith(pkgDir) || !fs.existsSync(file)) {
+      res.writeHead(404).end();
+      return;
+    }
+    const type = file.endsWith('.wasm') ? 'application/wasm' : file.endsWith('.json') ? 'application/json' : 'text/plain';
+    res.writeHead(200, { 'content-type': type }).end(fs.readFileSync(file));
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const base = `http://127.0.0.1:${server.address().port}`;
+    const sg = await ShaderGen.load(`${base}/`, { gpu: null });
+    assert.equal(sg.baseUrl, `${base}/`);
+    const format = WEIGHT_FORMATS[0];
+    const data = makeWeights(format, 9, 64, 21);
+    const x = makeFloats(64, 22);
+    assertClose(await sg.matvec(sg.upload(data), x), reference(format, data, x, 1, 9, 64), 1e-5, 'matvec over http');
+    // The manifest's own URL works too; a missing package names the URL.
+    assert.equal((await ShaderGen.load(`${base}/manifest.json`, { gpu: null })).baseUrl, `${base}/`);
+    await assert.rejects(ShaderGen.load(`${base}/nothing/`, { gpu: null }), (e) => e.code === 'load-failed' && e.message.includes(`${base}/nothing/manifest.json`) && /404/.test(e.message));
+  } finally {
+    server.close();
+  }
+});
+
+test('bad input gets typed errors naming the value', async () => {
+  const sg = await ShaderGen.load(pkgDir, { gpu: null });
+  const code = (c) => (e) => {
+    assert.equal(e.name, 'ShaderGenError');
+    assert.equal(e.code, c, e.message);
+    return true;
+  };
+  try {
+    await assert.rejects(ShaderGen.load(pkgDir, { prefer: 'cuda' }), (e) => code('invalid-argument')(e) && e.value === 'cuda' && /'wasm-simd'/.test(e.message));
+    await assert.rejects(ShaderGen.load(path.join(tmp, 'missing'), { gpu: null }), code('load-failed'));
+    const data = makeWeights(WEIGHT_FORMATS[0], 8, 64, 1);
+    assert.throws(() => sg.upload({ ...data, format: { bits: 2, group_size: 32, scheme: 'sym' } }), (e) => code('not-in-package')(e) && /matvec\/2\/32\/sym/.test(e.message) && /matvec\/3\/32\/asym/.test(e.message));
+    assert.throws(() => sg.upload({ ...data, format: { bits: 5, group_size: 32 } }), (e) => code('invalid-argument')(e) && e.value === 5 && /2, 3, 4, 8 or 16/.test(e.message));
+    assert.throws(() => sg.upload({ ...data, weights: data.weights.subarray(1) }), (e) => code('invalid-argument')(e) && /weights has 47 values; .* needs 48/.test(e.message));
+    assert.throws(() => sg.upload({ ...data, scales: new Float32Array(8) }), (e) => code('invalid-argument')(e) && /scales must be a Uint32Array/.test(e.message));
+    assert.throws(() => sg.upload({ ...data, mins: undefined }), code('invalid-argument'));
+    assert.throws(() => sg.upload({ ...data, k: 48 }), (e) => code('invalid-argument')(e) && e.value === 48 && /multiple of the group size 32/.test(e.message));
+    const w = sg.upload(data);
+    await assert.rejects(sg.matvec(w, new Float32Array(63)), (e) => code('invalid-argument')(e) && /x has 63 values; K=64 needs 64/.test(e.message));
+    await assert.rejects(sg.matmul(w, new Float32Array(64), 2), (e) => code('invalid-argument')(e) && /M=2 x K=64 needs 128/.test(e.message));
+    await assert.rejects(sg.matvec({}, new Float32Array(64)), code('invalid-argument'));
+
+    assert.throws(() => sg.kvCache({ bits: 4, group_size: 32, head_dim: 96, kv_heads: 2, max_seq: 64 }), (e) => code('invalid-argument')(e) && e.value === 96);
+    assert.throws(() => sg.kvCache({ bits: 2, group_size: 32, head_dim: 64, kv_heads: 2, max_seq: 64 }), code('not-in-package'));
+    assert.throws(() => sg.kvCache({ bits: 4, group_size: 32, head_dim: 64, kv_heads: 2, max_seq: 63 }), (e) => code('invalid-argument')(e) && e.value === 63);
+    assert.throws(() => sg.kvCache({ bits: 4, group_size: 32, head_dim: 64, kv_heads: 2, max_seq: 64, window: 65 }), (e) => code('invalid-argument')(e) && e.value === 65);
+    const cache = sg.kvCache({ bits: 4, group_size: 32, head_dim: 64, kv_heads: 2, max_seq: 4, window: 2 });
+    await assert.rejects(sg.kvAttend(cache, new Float32Array(8 * 64), 8), (e) => code('invalid-argument')(e) && /empty cache/.test(e.message));
+    await assert.rejects(sg.kvAppend(cache, new Float32Array(100), new Float32Array(100)), (e) => code('invalid-argument')(e) && /k has 100 values/.test(e.message));
+    await assert.rejects(sg.kvAppend(cache, new Float32Array(128), new Float32Array(256)), (e) => code('invalid-argument')(e) && /v has 256 values/.test(e.message));
+    const huge = new Float32Array(128);
+    huge[70] = 70000;
+    await assert.rejects(sg.kvAppend(cache, new Float32Array(128), huge), (e) => code('invalid-argument')(e) && e.value === 70000 && /v\[70\]/.test(e.message) && /head 1/.test(e.message));
+    await assert.rejects(sg.kvAppend(cache, new Float32Array(5 * 128), new Float32Array(5 * 128)), (e) => code('invalid-argument')(e) && /overflows max_seq = 4/.test(e.message));
+    assert.equal(cache.len, 0, 'refused appends change nothing');
+    await sg.kvAppend(cache, new Float32Array(128).fill(1), new Float32Array(128).fill(2));
+    await assert.rejects(sg.kvAttend(cache, new Float32Array(5 * 64), 5), (e) => code('invalid-argument')(e) && e.value === 5 && /kv_heads \(2\) times 1 to 8/.test(e.message));
+    await assert.rejects(sg.kvAttend(cache, new Float32Array(18 * 64), 18), (e) => code('invalid-argument')(e) && e.value === 18);
+    await assert.rejects(sg.kvAttend(cache, new Float32Array(4 * 64), 2), (e) => code('invalid-argument')(e) && /q has 256 values; n_heads 2 x head_dim 64 needs 128/.test(e.message));
+    assert.throws(() => sg.backendFor('softmax', WEIGHT_FORMATS[0]), (e) => code('invalid-argument')(e) && e.value === 'softmax');
+  } finally {
+    sg.destroy();
+  }
+  await assert.rejects(sg.matvec(sg, new Float32Array(1)), (e) => e.code === 'destroyed');
+});
