@@ -1,12 +1,16 @@
-//! `shadergen`: emits, lists and validates quantized WebGPU WGSL kernels, and plans the
-//! memory of a quantized KV cache.
+//! `shadergen`: emits, lists and validates quantized WebGPU WGSL kernels, plans the memory
+//! of a quantized KV cache, reports this machine's capabilities and selects a package's
+//! variants for a capabilities report (`docs/CAPS.md`).
 //!
 //! Every value a user types (target, op, bits, group, scheme, tier, head_dim) is parsed by
 //! `codegen`, so error messages name the bad value and the allowed ones in one place. Nothing
 //! is written until every kernel has been emitted and validated in memory. `kv-plan` takes
-//! every byte count from `codegen::kv` (the one place that knows the cache layout).
+//! every byte count from `codegen::kv` (the one place that knows the cache layout). `caps`
+//! asks `runtime::caps` (wgpu and wasmtime), `select` runs `codegen::caps::select` over a
+//! package's manifest.json: the rule lives in codegen, the CLI only reads files and prints.
 
 use clap::{Args, Parser, Subcommand};
+use codegen::caps::{Caps, CapsError, Choice};
 use codegen::kv::{KvPlan, KvPlanError};
 use codegen::manifest::{self, Package};
 use codegen::{Format, KernelSpec, Op, PackageError, Profile, Scheme, SpecError, Target, Tier, WgslError};
@@ -67,6 +71,50 @@ enum Command {
     /// cross-compile it to MSL, HLSL and SPIR-V.
     #[command(after_help = AFTER_HELP)]
     Validate(ValidateArgs),
+    /// Print this machine's capabilities report (docs/CAPS.md section 1) as JSON.
+    ///
+    /// The WebGPU part describes the wgpu adapter the runtime would open (WGPU_BACKEND and
+    /// WGPU_ADAPTER_NAME choose it): features by their WebGPU names (shader-f16, subgroups,
+    /// timestamp-query...; wgpu's native-only features are left out), limits by their WebGPU
+    /// names, adapter info (wgpu knows no architecture: null), wgpu's WGSL language features,
+    /// and is_fallback_adapter for a CPU adapter (lavapipe). source is "shadergen caps (wgpu)",
+    /// engine "wgpu-native" (the suggested target: native), user_agent null. The wasm part says
+    /// what wasmtime in this build runs, by validating the report's probe modules: simd128
+    /// true, relaxed_simd false (turned off: its results may differ between machines), threads
+    /// false (built without them). Without an adapter the report has "webgpu": null, stderr
+    /// says why, and the status is still 0.
+    #[command(after_help = AFTER_HELP)]
+    Caps,
+    /// Choose, for a capabilities report, each kernel family's variant in a package.
+    ///
+    /// Applies docs/CAPS.md's one rule (section 3) to the package's manifest.json: per family
+    /// (same op, bits, group size, scheme and KV head dim) the kernel of the richest tier the
+    /// adapter runs, else the WebAssembly twin (SIMD when the report's wasm.simd128 is true).
+    /// Prints a table of family, backend, tier, kernel and the deciding reason, the target the
+    /// report suggests (section 2), and a note when the package was emitted for another one.
+    #[command(after_help = AFTER_HELP)]
+    Select(SelectArgs),
+}
+
+#[derive(Debug, Args)]
+struct SelectArgs {
+    /// The capabilities report: `shadergen caps` output, or what shadergen.mjs measured in a
+    /// browser.
+    #[arg(long, value_name = "FILE.json")]
+    caps: PathBuf,
+    /// The package: a folder written by `shadergen emit` (its manifest.json is read), or a
+    /// manifest.json itself.
+    #[arg(long, value_name = "DIR")]
+    package: PathBuf,
+    /// Let f16 tiers be chosen where the adapter has shader-f16: faster, but held to a
+    /// tolerance of 1e-2 relative instead of 1e-5.
+    #[arg(long)]
+    allow_f16: bool,
+    /// Print one JSON object instead of the table: suggested_target, package_target,
+    /// allow_f16, note (null when the package suits the report), and choices, one
+    /// {family, kernel, backend, tier, reason} per family (tier null for WebAssembly).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -207,14 +255,24 @@ enum CliError {
     NoKernels(String),
     /// `kv-plan`: the budget holds no cache.
     Plan { budget_mb: String, error: KvPlanError },
+    /// A capabilities report or manifest that is not what docs/CAPS.md reads.
+    Malformed { path: PathBuf, error: CapsError },
+    /// The runtime could not say what this machine runs.
+    Runtime(runtime::RuntimeError),
 }
 
 impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
-            CliError::Spec(_) | CliError::NoKernels(_) | CliError::Plan { .. } => EXIT_USAGE,
+            CliError::Spec(_) | CliError::NoKernels(_) | CliError::Plan { .. } | CliError::Malformed { .. } => {
+                EXIT_USAGE
+            }
             CliError::Invalid { .. } | CliError::Package(PackageError::Wgsl(_)) => EXIT_INVALID,
-            CliError::OutDir { .. } | CliError::Package(_) | CliError::Read { .. } | CliError::Stdout(_) => EXIT_IO,
+            CliError::OutDir { .. }
+            | CliError::Package(_)
+            | CliError::Read { .. }
+            | CliError::Stdout(_)
+            | CliError::Runtime(_) => EXIT_IO,
         }
     }
 }
@@ -232,6 +290,8 @@ impl fmt::Display for CliError {
             CliError::Stdout(_) => f.write_str("cannot write to standard output"),
             CliError::NoKernels(why) => f.write_str(why),
             CliError::Plan { budget_mb, error } => write!(f, "--budget-mb {budget_mb}: {error}"),
+            CliError::Malformed { path, error } => write!(f, "`{}`: {error}", path.display()),
+            CliError::Runtime(e) => fmt::Display::fmt(e, f),
         }
     }
 }
@@ -242,7 +302,8 @@ impl Error for CliError {
         // continues with *their* sources.
         match self {
             CliError::Spec(e) => e.source(),
-            CliError::OutDir { .. } | CliError::NoKernels(_) => None,
+            CliError::OutDir { .. } | CliError::NoKernels(_) | CliError::Malformed { .. } => None,
+            CliError::Runtime(e) => e.source(),
             CliError::Plan { error, .. } => error.source(),
             CliError::Package(e) => e.source(),
             CliError::Read { source, .. } | CliError::Stdout(source) => Some(source),
@@ -281,6 +342,8 @@ fn main() -> ExitCode {
         Command::List => list(),
         Command::KvPlan(args) => kv_plan(&args),
         Command::Validate(args) => validate(&args),
+        Command::Caps => caps(),
+        Command::Select(args) => select_variants(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -671,6 +734,120 @@ fn validate(args: &ValidateArgs) -> Result<(), CliError> {
         CliError::Invalid { error, hint }
     })?;
     print(&format!("{name}: ok (naga {target}, MSL/HLSL/SPIR-V)\n"))
+}
+
+fn caps() -> Result<(), CliError> {
+    let local = runtime::caps::local().map_err(CliError::Runtime)?;
+    if let Some(e) = &local.no_adapter {
+        progress_line(&format!("note: no WebGPU adapter ({}): the report has \"webgpu\": null", report(e)));
+    }
+    print(&format!("{}\n", serde_json::to_string_pretty(&local.caps).expect("a report serializes")))
+}
+
+/// Reads a JSON file: unreadable is an IO error (3), not JSON a usage error (2) naming the
+/// file, line and column.
+fn read_json(path: &Path, malformed: fn(serde_json::Error) -> CapsError) -> Result<serde_json::Value, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CliError::Read { path: path.to_path_buf(), source })?;
+    serde_json::from_str(&text).map_err(|e| CliError::Malformed { path: path.to_path_buf(), error: malformed(e) })
+}
+
+fn not_json(e: serde_json::Error) -> (String, String, String) {
+    ("(top level)".into(), "JSON".into(), format!("invalid JSON ({e})"))
+}
+
+fn select_variants(args: &SelectArgs) -> Result<(), CliError> {
+    let report_value = read_json(&args.caps, |e| {
+        let (path, expected, found) = not_json(e);
+        CapsError::Report { path, expected, found }
+    })?;
+    let caps =
+        Caps::from_json(&report_value).map_err(|error| CliError::Malformed { path: args.caps.clone(), error })?;
+    let manifest_path = if args.package.is_dir() { args.package.join("manifest.json") } else { args.package.clone() };
+    let manifest = read_json(&manifest_path, |e| {
+        let (path, expected, found) = not_json(e);
+        CapsError::Manifest { path, expected, found }
+    })?;
+    let malformed = |error| CliError::Malformed { path: manifest_path.clone(), error };
+    let package = codegen::caps::PackageView::from_json(&manifest).map_err(malformed)?;
+    let choices = codegen::caps::select_package(&caps, &package, args.allow_f16);
+    let suggested = codegen::caps::suggest_target(&caps);
+    let note = (suggested != package.target).then(|| {
+        format!(
+            "the package is for {} but the report suggests {suggested}: load the {suggested} package \
+             (`shadergen emit --target {suggested}`) for text suited to that browser; the choices below \
+             hold for this package",
+            package.target
+        )
+    });
+    if args.json {
+        let json = serde_json::json!({
+            "suggested_target": suggested,
+            "package_target": package.target,
+            "allow_f16": args.allow_f16,
+            "note": note,
+            "choices": choices,
+        });
+        return print(&format!("{}\n", serde_json::to_string_pretty(&json).expect("choices serialize")));
+    }
+    print(&select_table(&caps, &manifest_path, package.target, suggested, args.allow_f16, &choices, note.as_deref()))
+}
+
+fn select_table(
+    caps: &Caps,
+    manifest: &Path,
+    package_target: Target,
+    suggested: Target,
+    allow_f16: bool,
+    choices: &[Choice],
+    note: Option<&str>,
+) -> String {
+    let mut out = String::new();
+    let adapter = match &caps.webgpu {
+        None => "none (no WebGPU)".to_string(),
+        Some(gpu) => {
+            let a = &gpu.adapter;
+            let known: Vec<&str> = [&a.vendor, &a.architecture, &a.description]
+                .into_iter()
+                .flatten()
+                .map(String::as_str)
+                .filter(|s| !s.is_empty())
+                .collect();
+            let name = if known.is_empty() { "(no adapter info)".to_string() } else { known.join(", ") };
+            let features = if gpu.features.is_empty() { "none".to_string() } else { gpu.features.join(", ") };
+            format!(
+                "{name}; features: {features}; workgroup storage {} bytes, {} invocations",
+                gpu.limits.max_compute_workgroup_storage_size, gpu.limits.max_compute_invocations_per_workgroup
+            )
+        }
+    };
+    let wasm = &caps.wasm;
+    let rows: [(&str, String); 6] = [
+        ("report", format!("{} (engine {})", caps.source, caps.engine)),
+        ("adapter", adapter),
+        ("wasm", format!("simd128 {}, relaxed_simd {}, threads {}", wasm.simd128, wasm.relaxed_simd, wasm.threads)),
+        ("package", format!("{} ({}), {} families", manifest.display(), package_target, choices.len())),
+        ("suggested", format!("{suggested} (docs/CAPS.md section 2)")),
+        ("allow_f16", format!("{allow_f16}")),
+    ];
+    for (label, value) in &rows {
+        out.push_str(&format!("{:<10} {value}\n", format!("{label}:")));
+    }
+    if let Some(note) = note {
+        out.push_str(&format!("note:      {note}\n"));
+    }
+    let mut table_rows = vec![["FAMILY", "BACKEND", "TIER", "KERNEL", "REASON"].map(String::from).to_vec()];
+    table_rows.extend(choices.iter().map(|c| {
+        vec![
+            c.family.clone(),
+            c.backend.name().to_string(),
+            c.tier.map_or("-".to_string(), |t| t.name().to_string()),
+            c.kernel.clone(),
+            c.reason.clone(),
+        ]
+    }));
+    out.push('\n');
+    table(&mut out, "Choices:", &table_rows);
+    out
 }
 
 #[cfg(test)]

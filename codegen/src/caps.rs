@@ -18,7 +18,7 @@
 use crate::profile::{Profile, Target, Tier};
 use crate::spec::{Op, Scheme};
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -239,39 +239,79 @@ pub struct WasmSupport {
     pub threads: bool,
 }
 
+impl WasmSupport {
+    /// The probe modules a host validates to fill the report (`WebAssembly.validate` in a
+    /// page, the engine's own validator natively), in field order: simd128, relaxed_simd,
+    /// threads. Each holds one feature and nothing else; the test beside this module checks
+    /// the bytes against their WAT.
+    pub const PROBES: [(&'static str, &'static [u8]); 3] =
+        [("simd128", PROBE_SIMD128), ("relaxed_simd", PROBE_RELAXED_SIMD), ("threads", PROBE_THREADS)];
+
+    /// The report's `wasm` from a validator: `validate(bytes)` says whether the engine takes
+    /// the module.
+    pub fn probe(mut validate: impl FnMut(&[u8]) -> bool) -> WasmSupport {
+        WasmSupport {
+            simd128: validate(PROBE_SIMD128),
+            relaxed_simd: validate(PROBE_RELAXED_SIMD),
+            threads: validate(PROBE_THREADS),
+        }
+    }
+}
+
+/// `(module (func (result v128) (v128.const i64x2 0 0)))`.
+pub const PROBE_SIMD128: &[u8] = &[
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+    0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type section: () -> v128
+    0x03, 0x02, 0x01, 0x00, // function section
+    0x0a, 0x16, 0x01, 0x14, 0x00, 0xfd, 0x0c, // code: v128.const
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0b,
+];
+
+/// `(module (func (result v128) (i32x4.relaxed_trunc_f32x4_s (v128.const i64x2 0 0))))`.
+pub const PROBE_RELAXED_SIMD: &[u8] = &[
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+    0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type section: () -> v128
+    0x03, 0x02, 0x01, 0x00, // function section
+    0x0a, 0x19, 0x01, 0x17, 0x00, 0xfd, 0x0c, // code: v128.const
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, //
+    0xfd, 0x81, 0x02, 0x0b, // i32x4.relaxed_trunc_f32x4_s, end
+];
+
+/// `(module (memory 1 1 shared))`.
+pub const PROBE_THREADS: &[u8] = &[
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+    0x05, 0x04, 0x01, 0x03, 0x01, 0x01, // memory section: shared, min 1, max 1
+];
+
 impl Caps {
     /// Reads a report, checking every field of §1: all present (unknowns are `null`), of the
     /// right type, `schema` 1, `engine` a known name, the seven required limits whole
     /// numbers. Unknown extra fields are ignored; extra limits are kept.
     pub fn from_json(value: &Value) -> Result<Caps, CapsError> {
         let r = Reader(Doc::Report);
-        let top = r.object(value, "")?;
-        let schema = r.uint(r.field(top, "", "schema")?, "schema")?;
+        let top = r.root(value)?;
+        let schema = r.uint(&top.get("schema"))?;
         if schema != SCHEMA {
-            return Err(r.error("schema", format!("{SCHEMA} (docs/CAPS.md version {SCHEMA})"), &Value::from(schema)));
+            return Err(r.error("schema", format!("{SCHEMA} (docs/CAPS.md version {SCHEMA})"), show(&schema.into())));
         }
-        let engine_value = r.field(top, "", "engine")?;
-        let engine_name = r.string(engine_value, "engine")?;
-        let engine = Engine::ALL
-            .into_iter()
-            .find(|e| e.name() == engine_name)
-            .ok_or_else(|| r.error("engine", one_of(Engine::ALL.iter().map(|e| e.name())), engine_value))?;
-        let webgpu = match r.field(top, "", "webgpu")? {
-            Value::Null => None,
-            v => Some(r.webgpu(v)?),
+        let source = r.string(&top.get("source"))?.to_string();
+        let user_agent = r.nullable_string(&top.get("user_agent"))?;
+        let engine = r.choice(&top.get("engine"), &Engine::ALL.map(|e| (e.name(), e)))?;
+        let webgpu = match top.get("webgpu") {
+            Field { value: Some(Value::Null), .. } => None,
+            field => Some(r.webgpu(&field)?),
         };
-        let wasm_value = r.field(top, "", "wasm")?;
-        let wasm = r.object(wasm_value, "wasm")?;
+        let wasm = r.object(&top.get("wasm"))?;
         Ok(Caps {
             schema,
-            source: r.string(r.field(top, "", "source")?, "source")?.to_string(),
-            user_agent: r.nullable_string(r.field(top, "", "user_agent")?, "user_agent")?,
+            source,
+            user_agent,
             engine,
             webgpu,
             wasm: WasmSupport {
-                simd128: r.boolean(r.field(wasm, "wasm", "simd128")?, "wasm.simd128")?,
-                relaxed_simd: r.boolean(r.field(wasm, "wasm", "relaxed_simd")?, "wasm.relaxed_simd")?,
-                threads: r.boolean(r.field(wasm, "wasm", "threads")?, "wasm.threads")?,
+                simd128: r.boolean(&wasm.get("simd128"))?,
+                relaxed_simd: r.boolean(&wasm.get("relaxed_simd"))?,
+                threads: r.boolean(&wasm.get("threads"))?,
             },
         })
     }
@@ -388,20 +428,15 @@ impl PackageView {
     /// one tier are an error: the rule would have no single answer.
     pub fn from_json(value: &Value) -> Result<PackageView, CapsError> {
         let r = Reader(Doc::Manifest);
-        let top = r.object(value, "")?;
-        let target_value = r.field(top, "", "target")?;
-        let target: Target = r
-            .string(target_value, "target")?
-            .parse()
-            .map_err(|_| r.error("target", one_of(Target::ALL.iter().map(|t| t.name())), target_value))?;
-        let kernels_value = r.field(top, "", "kernels")?;
-        let list = kernels_value.as_array().ok_or_else(|| r.error("kernels", "an array", kernels_value))?;
+        let top = r.root(value)?;
+        let target = r.choice(&top.get("target"), &Target::ALL.map(|t| (t.name(), t)))?;
+        let list = r.array(&top.get("kernels"), "an array of kernel objects")?;
         let mut kernels: Vec<KernelView> = Vec::with_capacity(list.len());
-        for (i, k) in list.iter().enumerate() {
-            let kernel = r.kernel(k, &format!("kernels[{i}]"), target)?;
+        for item in &list {
+            let kernel = r.kernel(item, target)?;
             if let Some(j) = kernels.iter().position(|o| o.tier == kernel.tier && o.family() == kernel.family()) {
                 return Err(r.error(
-                    &format!("kernels[{i}]"),
+                    &item.path,
                     format!(
                         "one kernel per family and tier, but `{}` is family {} at tier {} like kernels[{j}] (`{}`)",
                         kernel.name,
@@ -409,7 +444,7 @@ impl PackageView {
                         kernel.tier,
                         kernels[j].name
                     ),
-                    &Value::String(kernel.name.clone()),
+                    show(&Value::String(kernel.name.clone())),
                 ));
             }
             kernels.push(kernel);
@@ -562,15 +597,33 @@ enum Doc {
     Manifest,
 }
 
-/// Typed, path-aware access to a JSON document.
+/// A member of a JSON document: where it is, and its value when present.
+struct Field<'v> {
+    path: String,
+    value: Option<&'v Value>,
+}
+
+impl<'v> Field<'v> {
+    /// The member `key` of this field's object (`value` `None` when missing). Only call on
+    /// an object, as [`Reader::object`] returns it.
+    fn get(&self, key: &str) -> Field<'v> {
+        let path = if self.path.is_empty() { key.to_string() } else { format!("{}.{key}", self.path) };
+        Field { path, value: self.value.and_then(|v| v.get(key)) }
+    }
+
+    /// The elements of this field's array, each with its path.
+    fn items(&self) -> Vec<Field<'v>> {
+        let list = self.value.and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        list.iter().enumerate().map(|(i, v)| Field { path: format!("{}[{i}]", self.path), value: Some(v) }).collect()
+    }
+}
+
+/// Typed, path-aware access to a JSON document: each reader says what it expects, and a
+/// missing or mistyped member is an error naming its path and that expectation.
 struct Reader(Doc);
 
 impl Reader {
-    fn error(&self, path: &str, expected: impl Into<String>, found: &Value) -> CapsError {
-        self.error_found(path, expected, show(found))
-    }
-
-    fn error_found(&self, path: &str, expected: impl Into<String>, found: String) -> CapsError {
+    fn error(&self, path: &str, expected: impl Into<String>, found: String) -> CapsError {
         let (path, expected) = (if path.is_empty() { "(top level)".into() } else { path.into() }, expected.into());
         match self.0 {
             Doc::Report => CapsError::Report { path, expected, found },
@@ -578,69 +631,93 @@ impl Reader {
         }
     }
 
-    fn object<'v>(&self, v: &'v Value, path: &str) -> Result<&'v Map<String, Value>, CapsError> {
-        v.as_object().ok_or_else(|| self.error(path, "an object", v))
-    }
-
-    /// A required member of an object (present; `null` counts as present).
-    fn field<'v>(&self, obj: &'v Map<String, Value>, path: &str, key: &str) -> Result<&'v Value, CapsError> {
-        let full = join_path(path, key);
-        obj.get(key).ok_or_else(|| {
-            self.error_found(&full, "a value (unknown values are null, never omitted)", "nothing".into())
+    /// The field's value, or an error saying what it should have been.
+    fn value<'v>(&self, field: &Field<'v>, expected: &str) -> Result<&'v Value, CapsError> {
+        field.value.ok_or_else(|| {
+            let why = match self.0 {
+                Doc::Report => "nothing (every field of a report is required; unknown values are null)",
+                Doc::Manifest => "nothing (the selection rule reads this field)",
+            };
+            self.error(&field.path, expected, why.into())
         })
     }
 
-    fn string<'v>(&self, v: &'v Value, path: &str) -> Result<&'v str, CapsError> {
-        v.as_str().ok_or_else(|| self.error(path, "a string", v))
+    /// A typed value, or an error with `expected`.
+    fn typed<'v, T>(
+        &self,
+        field: &Field<'v>,
+        expected: &str,
+        convert: impl FnOnce(&'v Value) -> Option<T>,
+    ) -> Result<T, CapsError> {
+        let v = self.value(field, expected)?;
+        convert(v).ok_or_else(|| self.error(&field.path, expected, show(v)))
     }
 
-    fn nullable_string(&self, v: &Value, path: &str) -> Result<Option<String>, CapsError> {
-        match v {
-            Value::Null => Ok(None),
-            Value::String(s) => Ok(Some(s.clone())),
-            _ => Err(self.error(path, "a string or null", v)),
-        }
+    fn root<'v>(&self, value: &'v Value) -> Result<Field<'v>, CapsError> {
+        let root = Field { path: String::new(), value: Some(value) };
+        self.object(&root)
     }
 
-    fn boolean(&self, v: &Value, path: &str) -> Result<bool, CapsError> {
-        v.as_bool().ok_or_else(|| self.error(path, "true or false", v))
+    /// The field itself, checked to be an object.
+    fn object<'v>(&self, field: &Field<'v>) -> Result<Field<'v>, CapsError> {
+        self.typed(field, "an object", Value::as_object)?;
+        Ok(Field { path: field.path.clone(), value: field.value })
     }
 
-    /// A whole number ≥ 0; JavaScript may write one as `16384.0`.
-    fn uint(&self, v: &Value, path: &str) -> Result<u64, CapsError> {
-        const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
-        v.as_u64()
-            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && (0.0..=MAX_SAFE).contains(f)).map(|f| f as u64))
-            .ok_or_else(|| self.error(path, "a whole number >= 0", v))
+    /// The elements of an array field.
+    fn array<'v>(&self, field: &Field<'v>, expected: &str) -> Result<Vec<Field<'v>>, CapsError> {
+        self.typed(field, expected, Value::as_array)?;
+        Ok(field.items())
     }
 
-    fn u32(&self, v: &Value, path: &str) -> Result<u32, CapsError> {
-        let n = self.uint(v, path)?;
-        u32::try_from(n).map_err(|_| self.error(path, format!("a whole number from 0 to {}", u32::MAX), v))
+    fn string<'v>(&self, field: &Field<'v>) -> Result<&'v str, CapsError> {
+        self.typed(field, "a string", Value::as_str)
     }
 
-    fn strings(&self, v: &Value, path: &str) -> Result<Vec<String>, CapsError> {
-        let list = v.as_array().ok_or_else(|| self.error(path, "an array of strings", v))?;
-        list.iter().enumerate().map(|(i, s)| self.string(s, &format!("{path}[{i}]")).map(str::to_string)).collect()
+    fn nullable_string(&self, field: &Field<'_>) -> Result<Option<String>, CapsError> {
+        self.typed(field, "a string or null", |v| match v {
+            Value::Null => Some(None),
+            Value::String(s) => Some(Some(s.clone())),
+            _ => None,
+        })
     }
 
-    fn webgpu(&self, v: &Value) -> Result<WebGpu, CapsError> {
-        let obj = self.object(v, "webgpu")?;
-        let adapter_value = self.field(obj, "webgpu", "adapter")?;
-        let adapter = self.object(adapter_value, "webgpu.adapter")?;
-        let info = |key: &str| {
-            let path = format!("webgpu.adapter.{key}");
-            self.nullable_string(self.field(adapter, "webgpu.adapter", key)?, &path)
-        };
-        let limits_value = self.field(obj, "webgpu", "limits")?;
-        let limits_obj = self.object(limits_value, "webgpu.limits")?;
+    fn boolean(&self, field: &Field<'_>) -> Result<bool, CapsError> {
+        self.typed(field, "true or false", Value::as_bool)
+    }
+
+    /// A whole number >= 0; JavaScript may write one as `16384.0`.
+    fn uint(&self, field: &Field<'_>) -> Result<u64, CapsError> {
+        self.typed(field, "a whole number >= 0", whole)
+    }
+
+    fn u32(&self, field: &Field<'_>) -> Result<u32, CapsError> {
+        let expected = format!("a whole number from 0 to {}", u32::MAX);
+        self.typed(field, &expected, |v| whole(v).and_then(|n| u32::try_from(n).ok()))
+    }
+
+    /// One of the named values.
+    fn choice<T: Copy>(&self, field: &Field<'_>, named: &[(&str, T)]) -> Result<T, CapsError> {
+        let expected = one_of(named.iter().map(|(n, _)| *n));
+        self.typed(field, &expected, |v| v.as_str().and_then(|s| named.iter().find(|(n, _)| *n == s)).map(|(_, t)| *t))
+    }
+
+    fn strings(&self, field: &Field<'_>) -> Result<Vec<String>, CapsError> {
+        self.array(field, "an array of strings")?.iter().map(|f| self.string(f).map(str::to_string)).collect()
+    }
+
+    fn webgpu(&self, field: &Field<'_>) -> Result<WebGpu, CapsError> {
+        let gpu = self.object(field)?;
+        let adapter = self.object(&gpu.get("adapter"))?;
+        let info = |key: &str| self.nullable_string(&adapter.get(key));
+        let limits_field = self.object(&gpu.get("limits"))?;
         let mut limits = AdapterLimits::spec_defaults();
         for name in AdapterLimits::REQUIRED {
-            let path = format!("webgpu.limits.{name}");
-            limits.set(name, self.uint(self.field(limits_obj, "webgpu.limits", name)?, &path)?);
+            limits.set(name, self.uint(&limits_field.get(name))?);
         }
-        for (name, value) in limits_obj.iter().filter(|(n, _)| !AdapterLimits::REQUIRED.contains(&n.as_str())) {
-            limits.set(name, self.uint(value, &format!("webgpu.limits.{name}"))?);
+        let others = limits_field.value.and_then(Value::as_object).into_iter().flatten();
+        for (name, _) in others.filter(|(n, _)| !AdapterLimits::REQUIRED.contains(&n.as_str())) {
+            limits.set(name, self.uint(&limits_field.get(name))?);
         }
         Ok(WebGpu {
             adapter: AdapterInfo {
@@ -649,73 +726,61 @@ impl Reader {
                 device: info("device")?,
                 description: info("description")?,
             },
-            features: self.strings(self.field(obj, "webgpu", "features")?, "webgpu.features")?,
+            features: self.strings(&gpu.get("features"))?,
             limits,
-            wgsl_language_features: self
-                .strings(self.field(obj, "webgpu", "wgsl_language_features")?, "webgpu.wgsl_language_features")?,
-            is_fallback_adapter: self
-                .boolean(self.field(obj, "webgpu", "is_fallback_adapter")?, "webgpu.is_fallback_adapter")?,
+            wgsl_language_features: self.strings(&gpu.get("wgsl_language_features"))?,
+            is_fallback_adapter: self.boolean(&gpu.get("is_fallback_adapter"))?,
         })
     }
 
-    fn kernel(&self, v: &Value, path: &str, target: Target) -> Result<KernelView, CapsError> {
-        let obj = self.object(v, path)?;
-        let get = |key: &str| self.field(obj, path, key);
-        let at = |key: &str| join_path(path, key);
-        let name = self.string(get("name")?, &at("name"))?.to_string();
-        let op_value = get("op")?;
-        let op: Op = self
-            .string(op_value, &at("op"))?
-            .parse()
-            .map_err(|_| self.error(&at("op"), one_of(Op::ALL.iter().map(|o| o.name())), op_value))?;
-        let scheme_value = get("scheme")?;
-        let scheme: Scheme = self
-            .string(scheme_value, &at("scheme"))?
-            .parse()
-            .map_err(|_| self.error(&at("scheme"), one_of(Scheme::ALL.iter().map(|s| s.name())), scheme_value))?;
-        let tier_value = get("tier")?;
-        let tiers = target.info().tiers;
-        let tier_name = self.string(tier_value, &at("tier"))?;
-        let tier = tiers.iter().copied().find(|t| t.name() == tier_name).ok_or_else(|| {
-            self.error(
-                &at("tier"),
-                format!("a tier of target {target}: {}", one_of(tiers.iter().map(|t| t.name()))),
-                tier_value,
-            )
+    fn kernel(&self, field: &Field<'_>, target: Target) -> Result<KernelView, CapsError> {
+        let k = self.object(field)?;
+        let name = self.string(&k.get("name"))?.to_string();
+        let op = self.choice(&k.get("op"), &Op::ALL.map(|o| (o.name(), o)))?;
+        let bits = self.u32(&k.get("bits"))?;
+        let group_size = self.u32(&k.get("group_size"))?;
+        let scheme = self.choice(&k.get("scheme"), &Scheme::ALL.map(|s| (s.name(), s)))?;
+        let tiers: Vec<(&str, Tier)> = target.info().tiers.iter().map(|&t| (t.name(), t)).collect();
+        let tier = self.choice(&k.get("tier"), &tiers).map_err(|e| match e {
+            CapsError::Manifest { path, expected, found } => {
+                CapsError::Manifest { path, expected: format!("a tier of target {target}: {expected}"), found }
+            }
+            e => e,
         })?;
-        let head_dim = if op.is_kv() {
-            let kv_value = get("kv")?;
-            let kv = self.object(kv_value, &at("kv"))?;
-            Some(self.u32(self.field(kv, &at("kv"), "head_dim")?, &at("kv.head_dim"))?)
-        } else {
-            None
-        };
-        let size_value = get("workgroup_size")?;
-        let sizes = size_value
-            .as_array()
-            .filter(|a| a.len() == 3)
-            .ok_or_else(|| self.error(&at("workgroup_size"), "an array of 3 whole numbers", size_value))?;
+        let head_dim = if op.is_kv() { Some(self.u32(&self.object(&k.get("kv"))?.get("head_dim"))?) } else { None };
+        let features = self.strings(&k.get("features"))?;
+        let sizes = self.array(&k.get("workgroup_size"), "an array of 3 whole numbers")?;
+        if sizes.len() != 3 {
+            let size_field = k.get("workgroup_size");
+            return Err(self.error(
+                &size_field.path,
+                "an array of 3 whole numbers",
+                show(self.value(&size_field, "")?),
+            ));
+        }
         let mut workgroup_size = [0u32; 3];
-        for (i, s) in sizes.iter().enumerate() {
-            workgroup_size[i] = self.u32(s, &format!("{}[{i}]", at("workgroup_size")))?;
+        for (slot, f) in workgroup_size.iter_mut().zip(&sizes) {
+            *slot = self.u32(f)?;
         }
         Ok(KernelView {
             name,
             op,
-            bits: self.u32(get("bits")?, &at("bits"))?,
-            group_size: self.u32(get("group_size")?, &at("group_size"))?,
+            bits,
+            group_size,
             scheme,
             head_dim,
             tier,
-            features: self.strings(get("features")?, &at("features"))?,
+            features,
             workgroup_size,
-            workgroup_storage_bytes: self.uint(get("workgroup_storage_bytes")?, &at("workgroup_storage_bytes"))?,
+            workgroup_storage_bytes: self.uint(&k.get("workgroup_storage_bytes"))?,
         })
     }
 }
 
-fn join_path(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+/// A JSON number that is a whole number >= 0 (up to 2^53 when written as a float).
+fn whole(v: &Value) -> Option<u64> {
+    const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+    v.as_u64().or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && (0.0..=MAX_SAFE).contains(f)).map(|f| f as u64))
 }
 
 /// `one of a, b, c`.

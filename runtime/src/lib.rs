@@ -14,6 +14,7 @@
 
 #![deny(missing_docs)]
 
+pub mod caps;
 pub mod kv;
 pub mod wasm;
 
@@ -205,6 +206,15 @@ pub struct Gpu {
     pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
 }
 
+/// The adapter every part of the runtime uses: the first one wgpu offers, honouring
+/// `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`.
+pub(crate) fn open_adapter() -> Result<(wgpu::Instance, wgpu::Adapter), RuntimeError> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter = pollster::block_on(wgpu::util::initialize_adapter_from_env_or_default(&instance, None))
+        .map_err(|e| RuntimeError::NoAdapter(format!("{e}")))?;
+    Ok((instance, adapter))
+}
+
 /// Weights uploaded once and reused by every run.
 pub struct GpuWeights {
     words: wgpu::Buffer,
@@ -219,9 +229,7 @@ impl Gpu {
     /// Opens the first adapter (honouring `WGPU_BACKEND`, `WGPU_ADAPTER_NAME`) and requests a
     /// device with `shader-f16` and `subgroups` where the adapter has them.
     pub fn new() -> Result<Gpu, RuntimeError> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapter = pollster::block_on(wgpu::util::initialize_adapter_from_env_or_default(&instance, None))
-            .map_err(|e| RuntimeError::NoAdapter(format!("{e}")))?;
+        let (_, adapter) = open_adapter()?;
         let info = adapter.get_info();
         // Timestamp queries only serve the benchmark; asking for them changes no kernel.
         let features = adapter.features()

@@ -49,6 +49,11 @@ impl WasmRunner {
         Ok(WasmRunner { engine, modules: Mutex::new(HashMap::new()) })
     }
 
+    /// The engine (for validation probes).
+    pub(crate) fn engine(&self) -> &wasmtime::Engine {
+        &self.engine
+    }
+
     fn module(&self, spec: &KernelSpec, variant: Variant) -> Result<wasmtime::Module, RuntimeError> {
         let key = (spec.name(), variant);
         if let Some(m) = self.modules.lock().expect("module cache lock").get(&key) {

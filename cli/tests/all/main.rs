@@ -1,5 +1,6 @@
 //! Integration tests of the `shadergen` binary: each runs the built executable.
 
+mod caps;
 mod common;
 mod emit;
 mod errors;

@@ -150,7 +150,7 @@ fn malformed_reports_name_the_field_and_what_it_must_be() {
     let mut v = report_json();
     v.as_object_mut().unwrap().remove("user_agent");
     let e = report_error(&v);
-    assert!(e.contains("`user_agent`") && e.contains("never omitted") && e.contains("found nothing"), "{e}");
+    assert!(e.contains("`user_agent`: expected a string or null, found nothing (every field"), "{e}");
 
     let mut v = report_json();
     v["schema"] = json!(2);
@@ -426,8 +426,22 @@ fn malformed_manifests_name_the_field_and_what_it_must_be() {
 
     let mut m = matvec_family();
     set(&mut m, "mv_base", "bits", json!(4.5));
-    assert!(manifest_error(&m).contains("`kernels[0].bits`: expected a whole number >= 0, found 4.5"));
+    assert!(manifest_error(&m).contains("`kernels[0].bits`: expected a whole number from 0 to 4294967295, found 4.5"));
 
     let e = caps::select(&report(&[]), &json!({ "target": "chrome", "kernels": [1] }), false).unwrap_err().to_string();
     assert!(e.contains("manifest: `kernels[0]`: expected an object, found 1"), "{e}");
+}
+
+#[test]
+fn wasm_probes_are_the_modules_their_docs_show() {
+    for (name, wat) in [
+        ("simd128", "(module (func (result v128) (v128.const i64x2 0 0)))"),
+        ("relaxed_simd", "(module (func (result v128) (i32x4.relaxed_trunc_f32x4_s (v128.const i64x2 0 0))))"),
+        ("threads", "(module (memory 1 1 shared))"),
+    ] {
+        let bytes = caps::WasmSupport::PROBES.iter().find(|(n, _)| *n == name).unwrap().1;
+        assert_eq!(bytes, wat::parse_str(wat).unwrap(), "{name}");
+    }
+    let probed = caps::WasmSupport::probe(|bytes| bytes == caps::PROBE_SIMD128);
+    assert_eq!(probed, caps::WasmSupport { simd128: true, relaxed_simd: false, threads: false });
 }
