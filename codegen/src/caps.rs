@@ -315,10 +315,14 @@ impl Caps {
             },
         })
     }
+}
+
+impl std::str::FromStr for Caps {
+    type Err = CapsError;
 
     /// Parses a report from JSON text (see [`Caps::from_json`]); text that is not JSON is an
     /// error at the top level naming serde_json's line and column.
-    pub fn from_str_json(text: &str) -> Result<Caps, CapsError> {
+    fn from_str(text: &str) -> Result<Caps, CapsError> {
         let value: Value = serde_json::from_str(text).map_err(|e| CapsError::Report {
             path: "(top level)".into(),
             expected: "JSON".into(),

@@ -197,7 +197,7 @@ fn malformed_reports_name_the_field_and_what_it_must_be() {
     v["webgpu"]["is_fallback_adapter"] = json!(null);
     let e = serde_json::from_value::<Caps>(v).unwrap_err().to_string();
     assert!(e.contains("`webgpu.is_fallback_adapter`: expected true or false, found null"), "{e}");
-    let e = Caps::from_str_json("{\"schema\": 1,").unwrap_err().to_string();
+    let e = "{\"schema\": 1,".parse::<Caps>().unwrap_err().to_string();
     assert!(e.contains("invalid JSON"), "{e}");
 }
 
