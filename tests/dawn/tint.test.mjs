@@ -242,6 +242,9 @@ test('every emitted kernel compiles with Tint (Dawn on lavapipe)', { timeout: 30
   const started = performance.now();
   const failures = [];
   const notCompiled = [];
+  // Per target and kernel: "compiled", "rejected" or "not compiled: needs ..." — written to
+  // target/test-results/tint.json for `shadergen matrix`.
+  const results = {};
   const rawTexts = new Set();
   const tintTexts = new Set();
   const cache = new Map(); // (features, entry point, text) -> problems, with SHADERGEN_TINT_DEDUPE=1
@@ -272,6 +275,7 @@ test('every emitted kernel compiles with Tint (Dawn on lavapipe)', { timeout: 30
         if (missing.length) {
           row.skipped.push(kernel.name);
           notCompiled.push(`${target}/${kernel.name} (needs ${missing.join(', ')})`);
+          (results[target] ??= {})[kernel.name] = `not compiled: needs ${missing.join(', ')}`;
           continue;
         }
         const fkey = features.join(',');
@@ -310,9 +314,11 @@ test('every emitted kernel compiles with Tint (Dawn on lavapipe)', { timeout: 30
             }
             if (problems.length) {
               row.failed++;
+              (results[target] ??= {})[kernel.name] = 'rejected';
               for (const p of problems) failures.push({ target, kernel: kernel.name, hash: sha(code), adapted, ...p });
             } else {
               row.compiled++;
+              (results[target] ??= {})[kernel.name] = 'compiled';
             }
           }
         } finally {
@@ -343,6 +349,14 @@ test('every emitted kernel compiles with Tint (Dawn on lavapipe)', { timeout: 30
   );
   if (notCompiled.length) {
     t.diagnostic(`not compiled, adapter lacks a feature (${notCompiled.length}): ${notCompiled.join(', ')}`);
+  }
+
+  if (!SELFTEST) {
+    const dir = path.join(REPO, 'target', 'test-results');
+    fs.mkdirSync(dir, { recursive: true });
+    const adapter = (await getGpu()).adapter?.info;
+    const record = { engine: 'Dawn for Node (Tint)', adapter: adapter ? `${adapter.vendor} ${adapter.architecture} ${adapter.description}`.trim() : null, results };
+    fs.writeFileSync(path.join(dir, 'tint.json'), `${JSON.stringify(record, null, 1)}\n`);
   }
 
   const messages = [];
