@@ -758,7 +758,7 @@ export class ShaderGen {
    */
   static async load(source, options = {}) {
     const { allowF16 = false, prefer = 'auto', adapterOptions } = options;
-    const gpu = 'gpu' in options ? options.gpu : globalThis.navigator?.gpu;
+    const gpu = options.gpu !== undefined ? options.gpu : globalThis.navigator?.gpu; // null: none
     if (typeof allowF16 !== 'boolean') throw invalid(`allowF16 = ${describeValue(allowF16)}: expected true or false`, allowF16);
     if (!PREFER.includes(prefer)) throw invalid(`prefer = ${describeValue(prefer)}: expected one of ${PREFER.map((p) => `'${p}'`).join(', ')}`, prefer);
     const urls = await packageUrls(source);
@@ -961,6 +961,11 @@ export class ShaderGen {
     const run = this._tail.then(() => keepNodeAlive(fn));
     this._tail = run.catch(() => {});
     return run;
+  }
+
+  /** Runs `fn` once the calls made so far have finished. */
+  _afterPending(fn) {
+    this._tail = this._tail.then(fn).catch(() => {});
   }
 
   _file(name, as) {
@@ -1191,9 +1196,10 @@ export class ShaderGen {
   }
 
   _matmul(op, w, x, m) {
+    const released = w instanceof QuantWeights && w._destroyed; // at call time: release() waits for earlier calls
     return this._exclusive(async () => {
       if (!(w instanceof QuantWeights)) throw invalid(`${op}: the first argument must be what upload() returned, got ${describeValue(w)}`, w);
-      if (w._destroyed) throw invalid(`${op}: these weights were released`, w);
+      if (released) throw invalid(`${op}: these weights were released`, w);
       positiveInt(m, 'm');
       typedArray(x, Float32Array, m * w.k, 'x', op === 'matvec' ? `K=${w.k}` : `M=${m} x K=${w.k}`);
       const plan = this._plan(op, w.format);
@@ -1248,14 +1254,17 @@ export class ShaderGen {
     });
   }
 
-  /** Frees the GPU buffers and WebAssembly instances of `w`. */
+  /** Frees the GPU buffers and WebAssembly instances of `w` once the calls made so far are done. */
   release(w) {
     if (!(w instanceof QuantWeights) || w._destroyed) return;
     w._destroyed = true;
-    w._io?.destroy();
-    for (const b of Object.values(w._gpu ?? {})) b.destroy();
-    w._gpu = null;
-    w._wasm.clear();
+    this._afterPending(() => {
+      w._io?.destroy();
+      for (const b of Object.values(w._gpu ?? {})) b.destroy();
+      w._gpu = null;
+      w._io = null;
+      w._wasm.clear();
+    });
   }
 
   // -- KV cache -----------------------------------------------------------------------
@@ -1338,9 +1347,9 @@ export class ShaderGen {
     return { kv_heads: l.kv_heads, max_seq: l.max_seq, window: l.window, len: cache.len, n_new: 0, n_heads: 0, split_len: 0, n_splits: 0, ...extra };
   }
 
-  _checkCache(cache, what) {
+  _checkCache(cache, what, released) {
     if (!(cache instanceof KvCache)) throw invalid(`${what}: the first argument must be what kvCache() returned, got ${describeValue(cache)}`, cache);
-    if (cache._destroyed) throw invalid(`${what}: this cache was released`, cache);
+    if (released) throw invalid(`${what}: this cache was released`, cache);
     if (cache._lostWith) throw new ShaderGenError('device-lost', `${what}: the cache lived only on the GPU device that was lost (${cache._lostWith}); it was made with mirror: false`);
   }
 
@@ -1355,8 +1364,9 @@ export class ShaderGen {
    * `[n][kv_heads][head_dim]`, finite and within f16's range.
    */
   kvAppend(cache, k, v) {
+    const released = cache?._destroyed === true;
     return this._exclusive(async () => {
-      this._checkCache(cache, 'kvAppend');
+      this._checkCache(cache, 'kvAppend', released);
       const l = cache.layout;
       const per = l.kv_heads * l.head_dim;
       if (!(k instanceof Float32Array)) throw invalid(`k must be a Float32Array [n][kv_heads ${l.kv_heads}][head_dim ${l.head_dim}], got ${describeValue(k)}`, k);
@@ -1439,8 +1449,9 @@ export class ShaderGen {
    * split_len from its host-value rule; on WebAssembly: one call.
    */
   kvAttend(cache, q, nHeads) {
+    const released = cache?._destroyed === true;
     return this._exclusive(async () => {
-      this._checkCache(cache, 'kvAttend');
+      this._checkCache(cache, 'kvAttend', released);
       const l = cache.layout;
       const plan = this._plan('kv-attend', this._kvFormat(cache));
       const maxGqa = plan.kernel.kv?.max_gqa ?? 8;
@@ -1541,8 +1552,9 @@ export class ShaderGen {
    * (Uint32Arrays), from the GPU when it holds the cache, else from WebAssembly memory.
    */
   kvRead(cache) {
+    const released = cache?._destroyed === true;
     return this._exclusive(async () => {
-      this._checkCache(cache, 'kvRead');
+      this._checkCache(cache, 'kvRead', released);
       const out = { len: cache.len };
       if (cache._gpu && !cache._gpuStale && !this._lost) {
         try {
@@ -1574,20 +1586,26 @@ export class ShaderGen {
     });
   }
 
-  /** Frees a cache's GPU buffers and WebAssembly memory. */
+  /** Frees a cache's GPU buffers and WebAssembly memory once the calls made so far are done. */
   releaseKv(cache) {
     if (!(cache instanceof KvCache) || cache._destroyed) return;
     cache._destroyed = true;
-    for (const b of Object.values(cache._gpu ?? {})) b.destroy();
-    cache._gpu = null;
-    cache._host = null;
-    cache._attend = null;
+    this._afterPending(() => {
+      for (const b of Object.values(cache._gpu ?? {})) b.destroy();
+      cache._gpu = null;
+      cache._host = null;
+      cache._attend = null;
+    });
   }
 
-  /** Destroys the device (if any) and refuses further calls. */
+  /**
+   * Refuses further calls and, once the calls made so far are done, destroys the device.
+   * Resolves then.
+   */
   destroy() {
     this._destroyed = true;
-    this._device?.destroy();
+    this._afterPending(() => this._device?.destroy());
+    return this._tail;
   }
 }
 

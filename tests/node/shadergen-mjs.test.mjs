@@ -117,11 +117,13 @@ async function checkWeights(sg, backend, label) {
       assert.equal(sg.calls[backend], (before[backend] ?? 0) + 1, `${label}: ${op} counted on ${backend}: ${JSON.stringify(sg.calls)}`);
       const ref = reference(format, data, x, m, n, k);
       assertClose(y, ref, toleranceOf(sg, choice), `${label} ${op} ${choice.kernel} M=${m} N=${n} K=${k}`);
-      // A second call reuses what the first set up (GPU buffers, WebAssembly memory).
+      // A second call reuses what the first set up (GPU buffers, WebAssembly memory); releasing
+      // the weights right after making it frees them only once it is done.
       const x2 = makeFloats(m * k, 300 + i);
-      const y2 = op === 'matvec' ? await sg.matvec(w, x2) : await sg.matmul(w, x2, m);
-      assertClose(y2, reference(format, data, x2, m, n, k), toleranceOf(sg, choice), `${label} ${op} again`);
+      const pending = op === 'matvec' ? sg.matvec(w, x2) : sg.matmul(w, x2, m);
       sg.release(w);
+      assertClose(await pending, reference(format, data, x2, m, n, k), toleranceOf(sg, choice), `${label} ${op} again`);
+      await assert.rejects(sg.matvec(w, x2.subarray(0, k)), (e) => e.code === 'invalid-argument' && /released/.test(e.message));
     }
   }
 }
@@ -658,8 +660,15 @@ test('bad input gets typed errors naming the value', async () => {
     await assert.rejects(sg.kvAttend(cache, new Float32Array(18 * 64), 18), (e) => code('invalid-argument')(e) && e.value === 18);
     await assert.rejects(sg.kvAttend(cache, new Float32Array(4 * 64), 2), (e) => code('invalid-argument')(e) && /q has 256 values; n_heads 2 x head_dim 64 needs 128/.test(e.message));
     assert.throws(() => sg.backendFor('softmax', WEIGHT_FORMATS[0]), (e) => code('invalid-argument')(e) && e.value === 'softmax');
+    // destroy() lets the calls made before it finish, then refuses new ones.
+    const ok = makeWeights(WEIGHT_FORMATS[0], 8, 64, 2);
+    const x = makeFloats(64, 3);
+    const pending = sg.matvec(sg.upload(ok), x);
+    await sg.destroy();
+    assertClose(await pending, reference(ok.format, ok, x, 1, 8, 64), 1e-5, 'a call made before destroy()');
   } finally {
     sg.destroy();
   }
   await assert.rejects(sg.matvec(sg, new Float32Array(1)), (e) => e.code === 'destroyed');
+  assert.throws(() => sg.upload(makeWeights(WEIGHT_FORMATS[0], 8, 64, 2)), (e) => e.code === 'destroyed');
 });
