@@ -5,13 +5,17 @@
 //
 // An output passes when |got − want| ≤ tolerance · magnitude + 2^-126 for every element,
 // with the kernel's manifest `tolerance` (1e-5 for f32 tiers, 1e-2 for f16 tiers) and the
-// magnitude Σ|w·x| over the terms the kernel adds. Cases marked expect-err must produce a
+// magnitude Σ|w·x| over the terms the kernel adds (kv-attend: the magnitude of
+// docs/FORMAT.md §11.4, the tolerance of the wasm twins on V8). kv-append must give the
+// expected cache words exactly; on Dawn (WGSL) a code may be the other one where the
+// division is a near-tie (§11.3). Cases marked expect-err must produce a
 // .err containing that text. A .skip is reported and allowed unless --no-skip is given.
 // Exits 1 on any mismatch, missing output, or unexpected .err.
 
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { compileDispatch } from './run-cases.mjs';
+import { codeAt, kvLayout } from './format.mjs';
+import { compileDispatch, compileExpression } from './run-cases.mjs';
 
 // The runner's dispatch-expression evaluator: every expression the manifest uses, and
 // what it must refuse.
@@ -42,6 +46,35 @@ import { compileDispatch } from './run-cases.mjs';
   }
 }
 
+// The KV kernels' expressions (KvParams names, a * b, max): the manifest's split_len rule.
+{
+  const names = ['kv_heads', 'max_seq', 'window', 'len', 'n_new', 'n_heads', 'split_len', 'n_splits'];
+  const kv = (text) => compileExpression(text, { names, extended: true, what: 'KV expression' });
+  const rule = '64 * max(1, ceil(ceil(len / ceil(256 / kv_heads)) / 64))';
+  for (const [len, heads, want] of [[1, 1, 64], [300, 2, 64], [16384, 1, 64], [16385, 1, 128], [16500, 1, 128], [100000, 3, 1216]]) {
+    const got = kv(rule)({ len, kv_heads: heads });
+    if (got !== want) throw new Error(`split_len rule for len ${len}, kv_heads ${heads} gave ${got}, want ${want}`);
+  }
+  if (kv('ceil(len / split_len)')({ len: 16500, split_len: 128 }) !== 129) throw new Error('n_splits rule');
+  if (kv('2 * 3 * max(kv_heads, 4)')({ kv_heads: 5 }) !== 30) throw new Error('product of three factors');
+  for (const text of ['M', 'len + 1', 'len - 1', 'max(len)', 'len *', '* len', 'split_len / 2', 'exp(len)', 'len len']) {
+    let threw = false;
+    try {
+      kv(text)({ len: 5, split_len: 64 });
+    } catch {
+      threw = true;
+    }
+    if (!threw) throw new Error(`KV expression "${text}" should have been refused`);
+  }
+  let threw = false;
+  try {
+    kv('ceil(len / split_len)')({ len: 5 }); // split_len not given (yet)
+  } catch {
+    threw = true;
+  }
+  if (!threw) throw new Error('a name without a value should have been refused');
+}
+
 const args = process.argv.slice(2);
 const noSkip = args.includes('--no-skip');
 const [caseDirArg, ...engineArgs] = args.filter((a) => a !== '--no-skip');
@@ -60,6 +93,58 @@ if (!engineArgs.length && !existsSync(join(caseDir, 'out'))) {
 const engines = engineArgs.length ? engineArgs : readdirSync(join(caseDir, 'out')).sort();
 
 const tolerance = (kern) => kern.tolerance ?? (kern.tier.includes('f16') ? 1e-2 : 1e-5);
+// KV kernels: the WebAssembly twins' own tolerance on V8, the WGSL kernel's on Dawn.
+const kvTolerance = (kern, engine) => (engine.startsWith('v8-') ? kern.wasm?.tolerance ?? kern.tolerance : kern.tolerance);
+const u32s = (path) => {
+  const b = readFileSync(path);
+  return new Uint32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+};
+const describe = (c) =>
+  c.op === 'kv-append' || c.op === 'kv-attend'
+    ? `H=${c.kv_heads} S=${c.max_seq} R=${c.window} len=${c.len} ${c.op === 'kv-append' ? `+${c.n_new}` : `heads=${c.n_heads}`}`
+    : `M=${c.m} N=${c.n} K=${c.k}`;
+
+/**
+ * kv-append: the cache's words after the append must be the expected ones; on a WGSL engine
+ * (Dawn) a code may instead be the listed neighbour where the division is a near-tie
+ * (docs/FORMAT.md §11.3). Returns an error text, or null (and counts near-ties in `tally`).
+ */
+function checkAppend(c, kern, got, engine, tally) {
+  const want = u32s(join(caseDir, `expected/c${c.id}.cache.bin`));
+  if (got.length !== want.length) return `${got.length} cache words, expected ${want.length}`;
+  const l = kvLayout({ bits: kern.bits, group_size: kern.group_size, head_dim: kern.kv.head_dim, kv_heads: c.kv_heads, max_seq: c.max_seq, window: c.window });
+  const regions = [];
+  let at = 0;
+  for (const name of ['codes', 'scales', 'mins', 'window']) {
+    regions.push({ name, from: at, to: at + l.words[name] });
+    at += l.words[name];
+  }
+  if (at !== want.length) return `the expected file has ${want.length} words, the layout ${at}`;
+  const near = new Map(JSON.parse(readFileSync(join(caseDir, `expected/c${c.id}.near.json`), 'utf8')).map((n) => [`${n.row},${n.col}`, n.other]));
+  const wgsl = engine === 'dawn';
+  const hex = (v) => `0x${v.toString(16).padStart(8, '0')}`;
+  for (const { name, from, to } of regions) {
+    for (let i = from; i < to; i++) {
+      if (got[i] === want[i]) continue;
+      if (name !== 'codes') return `${name} word ${i - from} is ${hex(got[i])}, expected ${hex(want[i])}`;
+      const block = Math.floor(i / l.bits);
+      const row = Math.floor(block / (l.d / 32));
+      const b = block % (l.d / 32);
+      for (let e = 0; e < 32; e++) {
+        const [g, w] = [codeAt(got, block * l.bits, e, l.bits), codeAt(want, block * l.bits, e, l.bits)];
+        if (g === w) continue;
+        const col = 32 * b + e;
+        const other = near.get(`${row},${col}`);
+        if (wgsl && other === g) {
+          tally.near++;
+          continue;
+        }
+        return `code of store row ${row} col ${col} is ${g}, expected ${w}${other === undefined ? ' (not a near-tie)' : wgsl ? '' : ' (a near-tie, but WebAssembly division is exact)'}`;
+      }
+    }
+  }
+  return null;
+}
 const f64 = (path) => {
   const b = readFileSync(path);
   return new Float64Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
@@ -72,13 +157,13 @@ const f32 = (path) => {
 let bad = 0;
 for (const engine of engines) {
   const out = join(caseDir, 'out', engine);
-  const tally = { pass: 0, skip: 0, fail: 0 };
+  const tally = { pass: 0, skip: 0, fail: 0, near: 0 };
   for (const c of cases) {
     const at = (ext) => join(out, `c${c.id}.${ext}`);
     const expectErr = join(caseDir, `expected/c${c.id}.expect-err`);
     const fail = (why) => {
       tally.fail++;
-      process.stdout.write(`  FAIL ${engine} c${c.id} ${c.kernel} M=${c.m} N=${c.n} K=${c.k}: ${why}\n`);
+      process.stdout.write(`  FAIL ${engine} c${c.id} ${c.kernel} ${describe(c)}: ${why}\n`);
     };
     if (existsSync(expectErr)) {
       const want = readFileSync(expectErr, 'utf8').trim();
@@ -104,13 +189,20 @@ for (const engine of engines) {
       fail('no output file');
       continue;
     }
+    const kern = kernels.get(c.kernel);
+    if (c.op === 'kv-append') {
+      const why = checkAppend(c, kern, u32s(at('bin')), engine, tally);
+      if (why) fail(why);
+      else tally.pass++;
+      continue;
+    }
     const got = f32(at('bin'));
     const ref = f64(join(caseDir, `expected/c${c.id}.ref.bin`));
     if (got.length * 2 !== ref.length) {
       fail(`${got.length} outputs, expected ${ref.length / 2}`);
       continue;
     }
-    const tol = tolerance(kernels.get(c.kernel));
+    const tol = c.op === 'kv-attend' ? kvTolerance(kern, engine) : tolerance(kern);
     let worst = 0;
     let first = null;
     for (let i = 0; i < got.length; i++) {
@@ -126,6 +218,9 @@ for (const engine of engines) {
     }
   }
   bad += tally.fail;
-  process.stdout.write(`${engine}: ${tally.pass} passed, ${tally.skip} skipped, ${tally.fail} failed\n`);
+  const kv = cases.filter((c) => c.op === 'kv-append' || c.op === 'kv-attend').length;
+  process.stdout.write(
+    `${engine}: ${tally.pass} passed, ${tally.skip} skipped, ${tally.fail} failed (of ${cases.length} cases, ${kv} KV; ${tally.near} kv-append codes at a near-tie)\n`,
+  );
 }
 process.exit(bad ? 1 : 0);

@@ -1,5 +1,6 @@
 // An independent JS implementation of docs/FORMAT.md (version 1), written from the text
-// alone: f16 conversion, block/plane packing, dequantization and the reference product.
+// alone: f16 conversion, block/plane packing, dequantization and the reference product;
+// the KV cache of §11 (layout, kv-append's bytes, kv-attend's f64 reference) below.
 // Used by make-sample-cases.mjs and check-sample.mjs (the self-test of run-cases.mjs).
 
 /** f16 bits (0..0xffff) to a number, exactly (§1). */
@@ -154,4 +155,286 @@ export function checkWorkedExamples() {
   }
   if (f16ToNumber(0x3800) * (3 - 8) !== -2.5) throw new Error('FORMAT.md §10: sym example');
   if (f16ToNumber(0x3c00) * 3 + f16ToNumber(0xc000) !== 1.0) throw new Error('FORMAT.md §10: asym example');
+}
+
+// ---------------------------------------------------------------------------------------
+// §11: the KV cache. Written from the document's text: layout (§11.1), which tokens are
+// where (§11.2), the append rule (§11.3, with the quantization of §5 in f32, every operation
+// rounded once: Math.fround) and attention (§11.4) in f64.
+
+/** f16 bits of a number, rounded to nearest, ties to even (§11.3 step 1); ±Infinity beyond. */
+export function f16Round(x) {
+  if (Number.isNaN(x)) return 0x7e00;
+  const sign = x < 0 || Object.is(x, -0) ? 0x8000 : 0;
+  const a = Math.abs(x);
+  if (a === 0) return sign;
+  // The quantum (distance between neighbouring f16) at a: 2^-24 below 2^-14 (subnormals),
+  // else 2^(e-10) for a in [2^e, 2^(e+1)).
+  let e = Math.floor(Math.log2(a));
+  while (2 ** e > a) e--;
+  while (2 ** (e + 1) <= a) e++;
+  const quantum = 2 ** (Math.max(e, -14) - 10);
+  const n = a / quantum; // exact: a power-of-two scaling
+  let r = Math.floor(n);
+  const rest = n - r;
+  if (rest > 0.5 || (rest === 0.5 && r % 2 === 1)) r++;
+  const v = r * quantum;
+  if (v > 65504) return sign | 0x7c00;
+  if (v < 2 ** -14) return sign | r; // subnormal (r = 1024 would be 2^-14, caught above)
+  let ev = Math.floor(Math.log2(v));
+  while (2 ** ev > v) ev--;
+  while (2 ** (ev + 1) <= v) ev++;
+  return sign | ((ev + 15) << 10) | (v / 2 ** (ev - 10) - 1024);
+}
+
+/** The smallest f16 (bits) not below x ≥ 0. */
+export function f16Up(x) {
+  const h = f16Round(x);
+  return f16ToNumber(h) >= x ? h : h + 1; // x ≥ 0: the next f16 up is the next bit pattern
+}
+
+/**
+ * The shape of a cache (§11): {bits, group_size, head_dim, kv_heads, max_seq, window}, and
+ * the word counts of its four buffers (§11.1).
+ */
+export function kvLayout({ bits, group_size: g, head_dim: d, kv_heads: h, max_seq: s, window: r }) {
+  planes(bits);
+  if (![64, 128].includes(d) || ![32, 64, 128].includes(g) || g > d) throw new Error(`no KV cache with head_dim ${d} and group ${g}`);
+  if (!(h >= 1) || !(s >= 2) || s % 2 || !(r >= 0 && r <= s)) throw new Error(`no KV cache with H=${h} S=${s} R=${r}`);
+  const groups = 2 * h * s * (d / g);
+  return {
+    bits,
+    g,
+    d,
+    h,
+    s,
+    r,
+    words: { codes: (2 * h * s * d * bits) / 32, scales: Math.ceil(groups / 2), mins: Math.ceil(groups / 2), window: Math.max(1, Math.ceil((2 * h * r * d) / 2)) },
+  };
+}
+
+/** An empty cache (every word zero, len 0). */
+export function kvEmpty(layout) {
+  const w = layout.words;
+  return { len: 0, codes: new Uint32Array(w.codes), scales: new Uint32Array(w.scales), mins: new Uint32Array(w.mins), window: new Uint32Array(w.window) };
+}
+
+export const kvCopy = (c) => ({ len: c.len, codes: c.codes.slice(), scales: c.scales.slice(), mins: c.mins.slice(), window: c.window.slice() });
+
+/** Tokens in the store when `len` are held: Q = L − min(L, R) (§11.2). */
+export const kvQuantizedLen = (layout, len) => len - Math.min(len, layout.r);
+
+/** Store row of (kv, h, t) (§11.1). */
+const kvRow = (l, kv, h, t) => (kv * l.h + h) * l.s + t;
+/** f16 element index of (kv, h, slot, d) in the window (§11.1). */
+const kvSlot = (l, kv, h, slot, d) => ((kv * l.h + h) * l.r + slot) * l.d + d;
+
+const halfBits = (words, i) => (i & 1 ? words[i >> 1] >>> 16 : words[i >> 1] & 0xffff);
+function setHalf(words, i, bits) {
+  const w = i >> 1;
+  words[w] = i & 1 ? ((words[w] & 0xffff) | (bits << 16)) >>> 0 : ((words[w] & 0xffff0000) | bits) >>> 0;
+}
+
+/** The element [kv, h, t, d] a kernel sees (§11.2): s·q + m in f32 (§5), or the window's f16. */
+export function kvElement(l, cache, kv, h, t, d) {
+  if (t < kvQuantizedLen(l, cache.len)) {
+    const row = kvRow(l, kv, h, t);
+    const q = codeAt(cache.codes, (row * (l.d / 32) + (d >> 5)) * l.bits, d & 31, l.bits);
+    const gi = row * (l.d / l.g) + Math.floor(d / l.g);
+    return Math.fround(f16At(cache.scales, gi) * q + f16At(cache.mins, gi));
+  }
+  return f16ToNumber(halfBits(cache.window, kvSlot(l, kv, h, t % l.r, d)));
+}
+
+// Order where −0 is below +0, so that a zero minimum has one sign (§5's "the group's minimum").
+const below = (a, b) => a < b || (a === 0 && b === 0 && Object.is(a, -0) && !Object.is(b, -0));
+
+/**
+ * Quantizes one group of f16 values (bit patterns) by §5's asym rule as §11.3 makes it
+ * normative: m = the group's minimum, s = the smallest f16 ≥ (max − m)·c with c = 1/(2^bits − 1)
+ * rounded to f32, q = floor((v − m) / s + 0.5) clamped, q = 0 if s = 0; each step one f32
+ * operation. Returns {scale, min (f16 bits), codes, near (per code: the other code a division
+ * off by a few ULP could give, or -1)}.
+ */
+export function kvQuantizeGroup(halves, bits) {
+  const vals = halves.map(f16ToNumber);
+  let lo = vals[0];
+  let loBits = halves[0];
+  let hi = vals[0];
+  vals.forEach((v, i) => {
+    if (below(v, lo)) [lo, loBits] = [v, halves[i]];
+    if (below(hi, v)) hi = v;
+  });
+  const maxq = 2 ** bits - 1;
+  const c = Math.fround(1 / maxq);
+  const scale = f16Up(Math.fround(Math.fround(hi - lo) * c));
+  const s = f16ToNumber(scale);
+  const codes = new Array(vals.length);
+  const near = new Array(vals.length).fill(-1);
+  const clamp = (q) => Math.min(Math.max(q, 0), maxq);
+  vals.forEach((v, i) => {
+    if (s === 0) {
+      codes[i] = 0;
+      return;
+    }
+    const diff = Math.fround(v - lo);
+    codes[i] = clamp(Math.floor(Math.fround(Math.fround(diff / s) + 0.5)));
+    // §11.3: a WGSL division may be off by 2.5 ULP, so where (v − m) / s + 0.5 lies within a
+    // few ULP (here 4, of the integer's binade) of an integer n, codes n − 1 and n are both right.
+    const x = diff / s + 0.5;
+    const n = Math.round(x);
+    if (n >= 1 && Math.abs(x - n) <= 4 * 2 ** (Math.floor(Math.log2(n)) - 23)) {
+      const other = codes[i] === clamp(n) ? clamp(n - 1) : clamp(n);
+      if (other !== codes[i]) near[i] = other;
+    }
+  });
+  return { scale, min: loBits, codes, near };
+}
+
+/**
+ * kv-append (§11.3): appends `n` tokens (`kvNew`: f32 keys [n][H][D] then values) to a copy
+ * of `cache`. Returns {cache, near}: `near` lists the codes written where a WGSL kernel may
+ * pick the neighbour, as {row, col, code, other}.
+ */
+export function kvAppend(l, before, kvNew, n) {
+  const p = before.len;
+  if (!(n >= 1) || p + n > l.s) throw new Error(`cannot append ${n} tokens at ${p} to a cache of ${l.s}`);
+  if (kvNew.length !== 2 * n * l.h * l.d) throw new Error(`kv_new has ${kvNew.length} values, want ${2 * n * l.h * l.d}`);
+  // 1. Every new value rounded to f16; an infinite or NaN f16 is refused.
+  const fresh = Array.from(kvNew, (v, i) => {
+    const b = f16Round(v);
+    if ((b & 0x7c00) === 0x7c00) throw new Error(`kv_new[${i}] = ${v} is not finite in f16`);
+    return b;
+  });
+  const source = (kv, h, t, d) =>
+    t < p ? halfBits(before.window, kvSlot(l, kv, h, t % l.r, d)) : fresh[((kv * n + (t - p)) * l.h + h) * l.d + d];
+  const after = kvCopy(before);
+  const near = [];
+  // 2. Tokens Q_old .. Q_new − 1 into their store rows, from the window (read before step 3
+  //    writes it: `before`) or the new values.
+  const qOld = p - Math.min(p, l.r);
+  const qNew = p + n - Math.min(p + n, l.r);
+  for (let t = qOld; t < qNew; t++) {
+    for (let kv = 0; kv < 2; kv++) {
+      for (let h = 0; h < l.h; h++) {
+        const row = kvRow(l, kv, h, t);
+        const codes = new Uint8Array(l.d);
+        for (let g0 = 0; g0 < l.d; g0 += l.g) {
+          const halves = Array.from({ length: l.g }, (_, j) => source(kv, h, t, g0 + j));
+          const q = kvQuantizeGroup(halves, l.bits);
+          const gi = row * (l.d / l.g) + g0 / l.g;
+          setHalf(after.scales, gi, q.scale);
+          setHalf(after.mins, gi, q.min);
+          q.codes.forEach((code, j) => {
+            codes[g0 + j] = code;
+            if (q.near[j] >= 0) near.push({ row, col: g0 + j, code, other: q.near[j] });
+          });
+        }
+        for (let b = 0; b < l.d / 32; b++) after.codes.set(packBlock(codes.subarray(32 * b, 32 * b + 32), l.bits), (row * (l.d / 32) + b) * l.bits);
+      }
+    }
+  }
+  // 3. Tokens max(Q_new, p) .. p + n − 1 to window slot t mod R.
+  for (let t = Math.max(qNew, p); t < p + n; t++) {
+    for (let kv = 0; kv < 2; kv++) {
+      for (let h = 0; h < l.h; h++) {
+        for (let d = 0; d < l.d; d++) setHalf(after.window, kvSlot(l, kv, h, t % l.r, d), source(kv, h, t, d));
+      }
+    }
+  }
+  after.len = p + n;
+  return { cache: after, near };
+}
+
+/**
+ * kv-attend (§11.4) in f64: `q` f32 [nHeads][D]. Returns {want, magnitude} per output, the
+ * magnitude Σ_t p·|V|·(1 + |score − max| + Σ_d |q·K| / sqrt(D)) that the tolerance scales,
+ * and per query head the largest softmax weight (maxWeight: how peaked the case is).
+ */
+export function kvAttention(l, cache, q, nHeads) {
+  const L = cache.len;
+  const gq = nHeads / l.h;
+  if (!(L >= 1) || !Number.isInteger(gq) || gq < 1 || gq > 8) throw new Error(`no attention of ${nHeads} heads over ${L} tokens with H=${l.h}`);
+  const D = l.d;
+  const K = new Float64Array(l.h * L * D);
+  const V = new Float64Array(l.h * L * D);
+  for (let h = 0; h < l.h; h++) {
+    for (let t = 0; t < L; t++) {
+      for (let d = 0; d < D; d++) {
+        K[(h * L + t) * D + d] = kvElement(l, cache, 0, h, t, d);
+        V[(h * L + t) * D + d] = kvElement(l, cache, 1, h, t, d);
+      }
+    }
+  }
+  const want = new Float64Array(nHeads * D);
+  const magnitude = new Float64Array(nHeads * D);
+  const maxWeight = new Float64Array(nHeads);
+  const root = Math.sqrt(D);
+  for (let j = 0; j < nHeads; j++) {
+    const h = Math.floor(j / gq);
+    const score = new Float64Array(L);
+    const absDot = new Float64Array(L);
+    for (let t = 0; t < L; t++) {
+      let acc = 0;
+      let abs = 0;
+      for (let d = 0; d < D; d++) {
+        const term = q[j * D + d] * K[(h * L + t) * D + d];
+        acc += term;
+        abs += Math.abs(term);
+      }
+      score[t] = acc / root;
+      absDot[t] = abs / root;
+    }
+    const max = score.reduce((a, b) => Math.max(a, b), -Infinity);
+    const e = score.map((x) => Math.exp(x - max));
+    const z = e.reduce((a, b) => a + b, 0);
+    for (let t = 0; t < L; t++) {
+      const p = e[t] / z;
+      maxWeight[j] = Math.max(maxWeight[j], p);
+      const weight = p * (1 + Math.abs(score[t] - max) + absDot[t]);
+      for (let d = 0; d < D; d++) {
+        const v = V[(h * L + t) * D + d];
+        want[j * D + d] += p * v;
+        magnitude[j * D + d] += weight * Math.abs(v);
+      }
+    }
+  }
+  return { want, magnitude, maxWeight };
+}
+
+/** Checks of the §11 pieces above on values the document pins down; throws on a mismatch. */
+export function checkKvExamples() {
+  const f16 = [
+    [1, 0x3c00],
+    [-2, 0xc000],
+    [0.5, 0x3800],
+    [-0, 0x8000],
+    [65504, 0x7bff],
+    [65519.99, 0x7bff],
+    [65520, 0x7c00], // the tie between 65504 and 65536 goes to the even (infinite) one
+    [1 + 2 ** -11, 0x3c00], // tie: to even
+    [1 + 3 * 2 ** -11, 0x3c02], // tie: to even (up)
+    [2 ** -24, 0x0001],
+    [2 ** -25, 0x0000], // tie between 0 and the smallest subnormal: to even
+    [3 * 2 ** -26, 0x0001],
+    [2 ** -14 - 2 ** -25, 0x0400], // rounds up to the smallest normal
+    [1023 * 2 ** -24, 0x03ff],
+    [0.1, 0x2e66],
+    [-1e-9, 0x8000],
+  ];
+  for (const [x, want] of f16) {
+    if (f16Round(x) !== want) throw new Error(`f16Round(${x}) = 0x${f16Round(x).toString(16)}, want 0x${want.toString(16)}`);
+  }
+  for (let b = 0; b < 0x7c00; b += 7) {
+    const v = f16ToNumber(b);
+    if (f16Round(v) !== b || f16Round(-v) !== (b | 0x8000)) throw new Error(`f16 0x${b.toString(16)} does not round-trip`);
+    if (f16Up(v) !== b) throw new Error(`f16Up of the f16 0x${b.toString(16)} moved`);
+    if (b < 0x7bff && f16Up(v + (f16ToNumber(b + 1) - v) / 3) !== b + 1) throw new Error(`f16Up above 0x${b.toString(16)}`);
+  }
+  // A 2-bit group of 0, 1, 2, 3 (as f16): m = 0, s = 1, codes 0..3, dequantized exactly.
+  const g = kvQuantizeGroup([0x0000, 0x3c00, 0x4000, 0x4200, ...Array(28).fill(0x3c00)], 2);
+  if (g.min !== 0 || g.scale !== 0x3c00 || g.codes.slice(0, 4).join() !== '0,1,2,3') throw new Error(`2-bit group: ${JSON.stringify(g)}`);
+  // A constant group: s = 0, every code 0, the value is the min.
+  const k = kvQuantizeGroup(Array(32).fill(0xc500), 4);
+  if (k.scale !== 0 || k.min !== 0xc500 || k.codes.some((c) => c !== 0)) throw new Error(`constant group: ${JSON.stringify(k)}`);
 }
