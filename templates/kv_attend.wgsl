@@ -182,28 +182,65 @@ fn {{ c.name }}(
     }
 }
 
-// Combine pass: workgroup qh merges its query head's splits into the normalized output.
+// Combine pass: workgroup qh merges its query head's splits into the normalized output. The
+// invocations share the splits (a serial loop over them left the GPU waiting on one load
+// after another): max and sum by tree reductions, then per chunk of 512 splits their weights
+// staged in `sc` and every output dim summed over them.
 @compute @workgroup_size({{ c.wg }})
 fn {{ c.name }}_combine(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
     let qh = wid.x;
-    let base = qh * params.n_splits * (D + 2u);
+    let ns = params.n_splits;
+    let base = qh * ns * (D + 2u);
     var mx = NEG;
-    for (var s = 0u; s < params.n_splits; s++) {
+    for (var s = lid; s < ns; s += WG) {
         mx = max(mx, partials[base + s * (D + 2u)]);
     }
-    var total = 0.0;
-    for (var s = 0u; s < params.n_splits; s++) {
-        total += exp(partials[base + s * (D + 2u)] - mx) * partials[base + s * (D + 2u) + 1u];
-    }
-    for (var d = lid; d < D; d += WG) {
-        var acc = 0.0;
-        for (var s = 0u; s < params.n_splits; s++) {
-            let b = base + s * (D + 2u);
-            acc += exp(partials[b] - mx) * partials[b + 2u + d];
+    sc[lid] = mx;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
+        if (lid < stride) {
+            sc[lid] = max(sc[lid], sc[lid + stride]);
         }
-        out[qh * D + d] = acc / total;
+        workgroupBarrier();
+    }
+    let top = sc[0];
+    workgroupBarrier();
+    var total = 0.0;
+    for (var s = lid; s < ns; s += WG) {
+        let b = base + s * (D + 2u);
+        total += exp(partials[b] - top) * partials[b + 1u];
+    }
+    sc[lid] = total;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
+        if (lid < stride) {
+            sc[lid] += sc[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let sum = sc[0];
+    var acc: array<f32, {{ c.dims_per_invocation }}>;
+    for (var j = 0u; j < {{ c.dims_per_invocation }}u; j++) {
+        acc[j] = 0.0;
+    }
+    for (var s0 = 0u; s0 < ns; s0 += {{ c.sc_len }}u) {
+        let n = min({{ c.sc_len }}u, ns - s0);
+        workgroupBarrier();
+        for (var i = lid; i < n; i += WG) {
+            sc[i] = exp(partials[base + (s0 + i) * (D + 2u)] - top);
+        }
+        workgroupBarrier();
+        for (var i = 0u; i < n; i++) {
+            let b = base + (s0 + i) * (D + 2u) + 2u + lid;
+            for (var j = 0u; j < {{ c.dims_per_invocation }}u; j++) {
+                acc[j] += sc[i] * partials[b + j * WG];
+            }
+        }
+    }
+    for (var j = 0u; j < {{ c.dims_per_invocation }}u; j++) {
+        out[qh * D + lid + j * WG] = acc[j] / sum;
     }
 }

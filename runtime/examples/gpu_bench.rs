@@ -268,6 +268,10 @@ fn main() {
     let fma = fma_ceiling(&gpu, &timer, quick);
     println!("ceilings: streaming read of {} MiB {gib:.1} GB/s; FMA {fma:.1} GFLOP/s; tier {tier}", big >> 20);
 
+    if std::env::var("KV_ONLY").is_ok() {
+        kv_attend_rows(&gpu, &timer, quick, runs);
+        return;
+    }
     let mut rows = vec![
         Row {
             op: "read",
@@ -415,7 +419,13 @@ fn main() {
 fn kv_attend_rows(gpu: &Gpu, timer: &Timer, quick: bool, runs: u32) -> Vec<Row> {
     use codegen::kv::{KvCache, KvLayout, default_split_len};
     let (h, heads, d) = (8usize, 32usize, 128usize);
-    let lens: &[usize] = if quick { &[1024] } else { &[1024, 8192, 32768] };
+    let lens: &[usize] = if quick {
+        &[1024]
+    } else if std::env::var("KV_ONLY").is_ok() {
+        &[32768]
+    } else {
+        &[1024, 8192, 32768]
+    };
     let mut rows = Vec::new();
     for &len in lens {
         for bits in [2, 3, 4, 8, 16] {
@@ -424,7 +434,11 @@ fn kv_attend_rows(gpu: &Gpu, timer: &Timer, quick: bool, runs: u32) -> Vec<Row> 
             let spec = KernelSpec::kv(Op::KvAttend, format, d as u32, Target::Native, codegen::Tier::Base).unwrap();
             let layout = KvLayout::new(format, d as u32, h as u32, len as u32, window).unwrap();
             let shape = format!("L{len}xH{h}xQ{heads}xD{d}");
-            let split_len = default_split_len(len as u32, h as u32, spec.tuning.chunk);
+            // KV_SPLIT_LEN=n overrides the runtimes' rule, for tuning it.
+            let split_len = std::env::var("KV_SPLIT_LEN")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| default_split_len(len as u32, h as u32, spec.tuning.chunk));
             if let Err(e) = spec.check_kv(&layout, len as u64, 0, heads as u64, split_len as u64) {
                 println!("{:<9} {:>4} {:>18}  skipped: {e}", "kv-attend", bits, shape);
                 continue;

@@ -195,6 +195,8 @@ pub(crate) struct KvContext {
     pub quad_rt: String,
     /// Length of kv-attend's per-lane output array (vec4s).
     pub red_len: u32,
+    /// kv-attend's combine pass: output dims per invocation.
+    pub dims_per_invocation: u32,
 }
 
 impl KvContext {
@@ -234,6 +236,7 @@ impl KvContext {
             quads: (0..8).map(|q| quad_codes(f.bits(), q)).collect(),
             quad_rt: quad_codes_runtime(f.bits()),
             red_len: gmax * t.workgroup_size,
+            dims_per_invocation: d / t.workgroup_size,
         }
     }
 }
