@@ -76,13 +76,23 @@ fn main() {
         .iter()
         .map(|(_, d)| {
             let (k, v) = (&d.k, &d.v);
-            reference::attention(HEADS, H, D, LEN, &d.q, |h, t, j| k[(t * H + h) * D + j], |h, t, j| v[(t * H + h) * D + j])
-                .want
+            reference::attention(
+                HEADS,
+                H,
+                D,
+                LEN,
+                &d.q,
+                |h, t, j| k[(t * H + h) * D + j],
+                |h, t, j| v[(t * H + h) * D + j],
+            )
+            .want
         })
         .collect();
     println!("KV cache accuracy: attention output vs unquantized f32 attention");
     println!("({H} KV heads, {HEADS} query heads, head_dim {D}, {LEN} tokens; relative L2 error, cosine similarity)\n");
-    println!("| bits | group | window | bits/element | random: error | random: cosine | outliers: error | outliers: cosine |");
+    println!(
+        "| bits | group | window | bits/element | random: error | random: cosine | outliers: error | outliers: cosine |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for bits in Format::QUANT_BITS {
         for group in [32, 128] {

@@ -8,6 +8,8 @@ fn main() {
             }
         }
     }
-    let spec = KernelSpec::kv(Op::KvAttend, Format::quant(3, 32, Scheme::Asym).unwrap(), 128, Target::Chrome, Tier::Base).unwrap();
+    let spec =
+        KernelSpec::kv(Op::KvAttend, Format::quant(3, 32, Scheme::Asym).unwrap(), 128, Target::Chrome, Tier::Base)
+            .unwrap();
     println!("{}", wgsl::emit(&spec).unwrap().text);
 }

@@ -234,7 +234,9 @@ pub enum KvError {
         shape: String,
     },
     /// A new K or V value is NaN, infinite, or outside f16's range (the window's type).
-    #[error("{what}[token {token}, kv head {head}, dim {dim}] = {value:e}: K and V values must be finite and within f16's range (|v| <= 65504)")]
+    #[error(
+        "{what}[token {token}, kv head {head}, dim {dim}] = {value:e}: K and V values must be finite and within f16's range (|v| <= 65504)"
+    )]
     Value {
         /// `k` or `v`.
         what: &'static str,

@@ -29,7 +29,9 @@ pub fn check_format(format: Format, head_dim: u32) -> Result<(), SpecError> {
         return Err(SpecError::HeadDim(head_dim));
     }
     if format.is_f16() {
-        return Err(SpecError::KvFormat("the f16 baseline (bits 16) is not a KV-cache format; use 2, 3, 4 or 8".into()));
+        return Err(SpecError::KvFormat(
+            "the f16 baseline (bits 16) is not a KV-cache format; use 2, 3, 4 or 8".into(),
+        ));
     }
     if format.scheme() != Scheme::Asym {
         return Err(SpecError::KvFormat("KV caches store a scale and a min per group: use scheme asym".into()));
@@ -68,7 +70,7 @@ impl KvLayout {
         if max_seq == 0 {
             return Err(SpecError::Zero("max_seq"));
         }
-        if max_seq % 2 != 0 {
+        if !max_seq.is_multiple_of(2) {
             return Err(SpecError::KvFormat(format!(
                 "max_seq {max_seq} must be even (so no two heads share a word of scales)"
             )));
@@ -130,11 +132,7 @@ impl KvLayout {
         let (h, d, g) = (self.kv_heads as u64, self.head_dim as u64, self.format.group_size() as u64);
         // Per token and head and tensor: D codes, one f16 scale and one f16 min per group.
         let per_token = 2 * h * (d * self.format.bits() as u64 / 8 + 4 * d / g);
-        KvMemory {
-            per_token,
-            window: 2 * h * self.window as u64 * d * 2,
-            fp16_per_token: 2 * h * d * 2,
-        }
+        KvMemory { per_token, window: 2 * h * self.window as u64 * d * 2, fp16_per_token: 2 * h * d * 2 }
     }
 }
 

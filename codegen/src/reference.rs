@@ -138,7 +138,7 @@ pub fn attention(
     key: impl Fn(usize, usize, usize) -> f32,
     value: impl Fn(usize, usize, usize) -> f32,
 ) -> Check {
-    assert!(len > 0 && n_heads % kv_heads == 0 && q.len() == n_heads * head_dim, "attention: bad shape");
+    assert!(len > 0 && n_heads.is_multiple_of(kv_heads) && q.len() == n_heads * head_dim, "attention: bad shape");
     let g = n_heads / kv_heads;
     let d_n = head_dim;
     let inv = 1.0 / (d_n as f64).sqrt();

@@ -413,7 +413,12 @@ impl KernelSpec {
         let (h, d, s) = (layout.kv_heads as u64, layout.head_dim as u64, layout.max_seq as u64);
         let wpd = lim.workgroups_per_dim as u64;
         over("kv_heads", h, wpd, "maxComputeWorkgroupsPerDimension")?;
-        over("store bytes", 2 * h * s * d * self.format.bits() as u64 / 8, lim.storage_binding, "maxStorageBufferBindingSize")?;
+        over(
+            "store bytes",
+            2 * h * s * d * self.format.bits() as u64 / 8,
+            lim.storage_binding,
+            "maxStorageBufferBindingSize",
+        )?;
         over("window bytes", 4 * layout.window_words() as u64, lim.storage_binding, "maxStorageBufferBindingSize")?;
         match self.op {
             Op::KvAppend => {
@@ -434,14 +439,14 @@ impl KernelSpec {
                 if len > s {
                     return Err(SpecError::KvFormat(format!("cache length {len} is over max_seq = {s}")));
                 }
-                if n_heads == 0 || n_heads % h != 0 || n_heads / h > crate::kv::MAX_GQA as u64 {
+                if n_heads == 0 || !n_heads.is_multiple_of(h) || n_heads / h > crate::kv::MAX_GQA as u64 {
                     return Err(SpecError::KvFormat(format!(
                         "n_heads = {n_heads} must be kv_heads ({h}) times 1 to {}",
                         crate::kv::MAX_GQA
                     )));
                 }
                 let chunk = self.tuning.chunk as u64;
-                if split_len == 0 || split_len % chunk != 0 {
+                if split_len == 0 || !split_len.is_multiple_of(chunk) {
                     return Err(SpecError::KvFormat(format!(
                         "split_len = {split_len} must be a positive multiple of {chunk}"
                     )));

@@ -458,11 +458,8 @@ fn kv_attend_rows(gpu: &Gpu, timer: &Timer, quick: bool, runs: u32) -> Vec<Row> 
             let (k, v) = (rand(len * h * d), rand(len * h * d));
             cache.append(&k, &v).unwrap();
             let n_splits = (len as u32).div_ceil(split_len);
-            let cache_bytes = if bits == 16 {
-                (2 * h * len * d * 2) as u64
-            } else {
-                layout.memory().per_token * len as u64
-            };
+            let cache_bytes =
+                if bits == 16 { (2 * h * len * d * 2) as u64 } else { layout.memory().per_token * len as u64 };
             let partial_bytes = (heads * n_splits as usize * (d + 2) * 4) as u64;
             // Useful bytes: the cache once, q and the output. The partials (written by the
             // split pass, read by the combine pass) cost time but are not counted.

@@ -88,7 +88,13 @@ impl Gpu {
 
     /// Appends tokens (`k`, `v`: `[n][kv_heads][head_dim]` f32) with the kv-append kernel
     /// `spec`. Values must be finite and fit f16, as [`KvCache::append`] requires.
-    pub fn kv_append(&self, spec: &KernelSpec, cache: &mut GpuKvCache, k: &[f32], v: &[f32]) -> Result<(), RuntimeError> {
+    pub fn kv_append(
+        &self,
+        spec: &KernelSpec,
+        cache: &mut GpuKvCache,
+        k: &[f32],
+        v: &[f32],
+    ) -> Result<(), RuntimeError> {
         let l = cache.layout;
         let shape = |message: String| RuntimeError::Shape { kernel: spec.name(), message };
         if spec.op != Op::KvAppend {
@@ -125,7 +131,11 @@ impl Gpu {
             return Err(shape(format!("{} is not a kv-attend kernel", spec.name())));
         }
         if q.len() != n_heads * l.head_dim as usize {
-            return Err(shape(format!("q has {} values, expected n_heads {n_heads} x head_dim {}", q.len(), l.head_dim)));
+            return Err(shape(format!(
+                "q has {} values, expected n_heads {n_heads} x head_dim {}",
+                q.len(),
+                l.head_dim
+            )));
         }
         let split_len = default_split_len(cache.len as u32, l.kv_heads, spec.tuning.chunk);
         spec.check_kv(&l, cache.len as u64, 0, n_heads as u64, split_len as u64).map_err(|e| shape(e.to_string()))?;
@@ -202,7 +212,8 @@ impl Gpu {
         });
         let mut enc = d.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&name) });
         for (i, pipeline) in pipelines.iter().enumerate() {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(&name), timestamp_writes: None });
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(&name), timestamp_writes: None });
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, &bind, &[]);
             let [x, y, z] = workgroups(i);

@@ -394,9 +394,8 @@ impl Gpu {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| RuntimeError::Wgpu { kernel: name.into(), message: e.to_string() })?;
-        let data = slice
-            .get_mapped_range()
-            .map_err(|e| RuntimeError::Wgpu { kernel: name.into(), message: e.to_string() })?;
+        let data =
+            slice.get_mapped_range().map_err(|e| RuntimeError::Wgpu { kernel: name.into(), message: e.to_string() })?;
         Ok(bytemuck::cast_slice(&data[..]).to_vec())
     }
 

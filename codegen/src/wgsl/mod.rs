@@ -277,7 +277,10 @@ impl KernelSpec {
                     workgroups: split.clone(),
                     passes: vec![
                         Pass { entry_point: name.clone(), workgroups: split },
-                        Pass { entry_point: format!("{name}_combine"), workgroups: ["n_heads".into(), "1".into(), "1".into()] },
+                        Pass {
+                            entry_point: format!("{name}_combine"),
+                            workgroups: ["n_heads".into(), "1".into(), "1".into()],
+                        },
                     ],
                     host_values: vec![
                         HostValue {

@@ -239,7 +239,10 @@ fn kv_specs_check_their_format() {
     assert!(kv(4, 32, Scheme::Sym, 64).unwrap_err().to_string().contains("asym"));
     assert!(kv(4, 128, Scheme::Asym, 64).unwrap_err().to_string().contains("group 128 is larger than head_dim 64"));
     assert!(kv(16, 32, Scheme::Asym, 64).unwrap_err().to_string().contains("f16 baseline"));
-    assert!(KernelSpec::new(Op::KvAttend, Format::quant(4, 32, Scheme::Asym).unwrap(), Target::Generic, Tier::Base).is_err());
+    assert!(
+        KernelSpec::new(Op::KvAttend, Format::quant(4, 32, Scheme::Asym).unwrap(), Target::Generic, Tier::Base)
+            .is_err()
+    );
     let s = kv(4, 32, Scheme::Asym, 64).unwrap();
     let layout = codegen::KvLayout::new(s.format, 64, 2, 8, 2).unwrap();
     assert!(s.check_kv(&layout, 6, 2, 0, 0).is_ok());

@@ -372,7 +372,8 @@ fn kv_cases(runner: &mut TestRunner) -> Vec<Case> {
     let tiers = Target::Chrome.info().tiers;
     let draw = (0..tiers.len(), 1usize..=3, 0usize..3, 0u32..=40, 1usize..=300, 1usize..=20, any::<u64>());
     let mut out = Vec::new();
-    for spec in KernelSpec::default_set(Target::Chrome).into_iter().filter(|s| s.op.is_kv() && s.profile.tier == Tier::Base)
+    for spec in
+        KernelSpec::default_set(Target::Chrome).into_iter().filter(|s| s.op.is_kv() && s.profile.tier == Tier::Base)
     {
         let (tier, h, gqa, window, len, n_new, seed) = draw.new_tree(runner).unwrap().current();
         let spec = KernelSpec::kv(spec.op, spec.format, spec.head_dim, Target::Chrome, tiers[tier]).unwrap();

@@ -16,13 +16,19 @@ pub fn tokens(rng: &mut Rng, n: usize, h: usize, d: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(n * h * d);
     for _ in 0..n * h {
         let scale = 0.25 + 2.0 * rng.unit();
-        let zeros = rng.next() % 4 == 0;
+        let zeros = rng.next().is_multiple_of(4);
         out.extend((0..d).map(|j| {
             let v = rng.value(if j % 8 == 3 { 10.0 * scale } else { scale });
             let sign = if rng.next() & 1 == 0 { 0.0 } else { -0.0 };
             match (zeros, j) {
                 (true, 0..32) => sign,
-                (true, 32..48) => if j % 2 == 0 { sign } else { v.abs() },
+                (true, 32..48) => {
+                    if j % 2 == 0 {
+                        sign
+                    } else {
+                        v.abs()
+                    }
+                }
                 _ => v,
             }
         }));
@@ -34,7 +40,13 @@ pub fn tokens(rng: &mut Rng, n: usize, h: usize, d: usize) -> Vec<f32> {
 /// near-tie, which may be the neighbouring code (§11.3). `src` holds every token's K and V
 /// inputs (`[t][H][D]`) from token 0; only rows of tokens `>= from` are examined for ties.
 /// Returns the number of such codes.
-pub fn compare_caches(name: &str, got: &KvCache, want: &KvCache, src: &[Vec<f32>], from: usize) -> Result<usize, String> {
+pub fn compare_caches(
+    name: &str,
+    got: &KvCache,
+    want: &KvCache,
+    src: &[Vec<f32>],
+    from: usize,
+) -> Result<usize, String> {
     if got.window != want.window {
         let i = got.window.iter().zip(&want.window).position(|(a, b)| a != b).unwrap();
         return Err(format!("{name}: window word {i}: {:#x} != {:#x}", got.window[i], want.window[i]));
@@ -56,7 +68,11 @@ pub fn compare_caches(name: &str, got: &KvCache, want: &KvCache, src: &[Vec<f32>
             return Err(format!("{name}: code {i} of a token that was already stored changed ({b} -> {a})"));
         }
         // The f16 input the code came from: rows are (kv, h, t) of the appended stream.
-        let (kv, h, t) = (row / (l.kv_heads as usize * l.max_seq as usize), row / l.max_seq as usize % l.kv_heads as usize, row % l.max_seq as usize);
+        let (kv, h, t) = (
+            row / (l.kv_heads as usize * l.max_seq as usize),
+            row / l.max_seq as usize % l.kv_heads as usize,
+            row % l.max_seq as usize,
+        );
         let x = f16::from_f32(src[kv][(t * l.kv_heads as usize + h) * d + col]).to_f32() as f64;
         let (s, m) = (want.store.scale(row, col / g) as f64, want.store.min(row, col / g) as f64);
         let quotient = (x - m) / s + 0.5;
@@ -66,7 +82,9 @@ pub fn compare_caches(name: &str, got: &KvCache, want: &KvCache, src: &[Vec<f32>
         if a.abs_diff(b) == 1 && tie <= 4.0 * f32::EPSILON as f64 * quotient.abs().max(1.0) {
             near += 1;
         } else {
-            return Err(format!("{name}: code {i} (row {row}, col {col}) is {a}, the codec's {b}; input {x}, not a near-tie ({tie:e})"));
+            return Err(format!(
+                "{name}: code {i} (row {row}, col {col}) is {a}, the codec's {b}; input {x}, not a near-tie ({tie:e})"
+            ));
         }
     }
     Ok(near)
