@@ -479,20 +479,34 @@ pub(crate) fn block_constants(spec: &KernelSpec) -> (u32, u32) {
     (f.block_words(), f.group_size() / BLOCK)
 }
 
+/// Where a quad's words come from, for [`quad_codes`].
+#[derive(Clone, Copy)]
+pub(crate) enum QuadAt {
+    /// Quad `q` (known at generation) of a block whose words are bound to `w0, w1, ...`.
+    Local(u32),
+    /// Quad `qq` (a run-time u32, 0..7) of the block starting at word `wb` of `codes`.
+    Codes,
+}
+
 /// For plane-packed formats: the u32 expression whose four bytes are the codes of
-/// elements `4·quad .. 4·quad+3` of a block, given the block's words bound to `w0, w1, ...`.
-/// In a p-bit plane those four codes sit in word `quad mod p`, slot `quad div p`.
-pub(crate) fn quad_codes(bits: u32, quad: u32) -> String {
+/// elements `4·quad .. 4·quad+3` of a block. In a p-bit plane those four codes sit in word
+/// `quad mod p`, slot `quad div p`.
+pub(crate) fn quad_codes(bits: u32, quad: QuadAt) -> String {
     let mut parts = Vec::new();
     let (mut word0, mut low) = (0u32, 0u32);
     for &p in planes(bits) {
-        let word = word0 + quad % p;
-        let shift = p * (quad / p);
         let mask = ((1u32 << p) - 1) * 0x0101_0101;
-        let mut e = if shift == 0 { format!("w{word}") } else { format!("(w{word} >> {shift}u)") };
-        if p != 8 {
-            e = format!("({e} & 0x{mask:08x}u)");
-        }
+        let mut e = match quad {
+            QuadAt::Local(q) => {
+                let (word, shift) = (word0 + q % p, p * (q / p));
+                let e = if shift == 0 { format!("w{word}") } else { format!("(w{word} >> {shift}u)") };
+                if p == 8 { e } else { format!("({e} & 0x{mask:08x}u)") }
+            }
+            QuadAt::Codes if p == 8 => format!("codes[wb + {word0}u + qq]"),
+            QuadAt::Codes => {
+                format!("((codes[wb + {word0}u + qq % {p}u] >> ({p}u * (qq / {p}u))) & 0x{mask:08x}u)")
+            }
+        };
         if low != 0 {
             e = format!("({e} << {low}u)");
         }

@@ -1,6 +1,6 @@
 //! Template contexts: every number and expression the templates print is computed here.
 
-use super::{Binding, bindings, block_constants, element_code, quad_codes};
+use super::{Binding, QuadAt, bindings, block_constants, element_code, quad_codes};
 use crate::profile::Dialect;
 use crate::spec::{KernelSpec, Op, Scheme};
 use askama::Template;
@@ -64,7 +64,7 @@ impl Context {
                         format!("vec4<f32>(unpack2x16float(w{}), unpack2x16float(w{}))", 2 * q, 2 * q + 1)
                     }
                 } else {
-                    let codes = format!("{vt}(bytes4({}))", quad_codes(f.bits(), q));
+                    let codes = format!("{vt}(bytes4({}))", quad_codes(f.bits(), QuadAt::Local(q)));
                     match f.scheme() {
                         Scheme::Sym => format!("{codes} - {vt}({zero})"),
                         Scheme::Asym => codes,
@@ -135,29 +135,6 @@ fn f32_literal(x: f32) -> String {
     let text = format!("{x:?}");
     assert_eq!(text.parse::<f64>().expect("a float") as f32, x, "literal {text} is not exact through f64");
     text
-}
-
-/// As `quad_codes`, for a quad index known only at run time (`qq`, 0..7) of the block at
-/// word `wb` of `codes`: in a p-bit plane, quad qq sits in word `qq mod p` at shift
-/// `p · (qq div p)`.
-fn quad_codes_runtime(bits: u32) -> String {
-    let mut parts = Vec::new();
-    let (mut word0, mut low) = (0u32, 0u32);
-    for &p in crate::codec::planes(bits) {
-        let mask = ((1u32 << p) - 1) * 0x0101_0101;
-        let mut e = if p == 8 {
-            format!("codes[wb + {word0}u + qq]")
-        } else {
-            format!("((codes[wb + {word0}u + qq % {p}u] >> ({p}u * (qq / {p}u))) & 0x{mask:08x}u)")
-        };
-        if low != 0 {
-            e = format!("({e} << {low}u)");
-        }
-        parts.push(e);
-        word0 += p;
-        low += p;
-    }
-    parts.join(" | ")
 }
 
 /// One bit plane of a block, for kv-append's packing loop.
@@ -233,8 +210,8 @@ impl KvContext {
             scale_bits: f32_literal(1.0 / (d as f32).sqrt()),
             qs_len: gmax * d / 4,
             sc_len: gmax * t.chunk,
-            quads: (0..8).map(|q| quad_codes(f.bits(), q)).collect(),
-            quad_rt: quad_codes_runtime(f.bits()),
+            quads: (0..8).map(|q| quad_codes(f.bits(), QuadAt::Local(q))).collect(),
+            quad_rt: quad_codes(f.bits(), QuadAt::Codes),
             red_len: gmax * t.workgroup_size,
             dims_per_invocation: d / t.workgroup_size,
         }
