@@ -8,6 +8,7 @@
 //! every byte count from `codegen::kv` (the one place that knows the cache layout). `caps`
 //! asks `runtime::caps` (wgpu and wasmtime), `select` runs `codegen::caps::select` over a
 //! package's manifest.json: the rule lives in codegen, the CLI only reads files and prints.
+//! `matrix` (cli/src/matrix.rs) writes the browser compatibility matrix from test results.
 
 use clap::{Args, Parser, Subcommand};
 use codegen::caps::{Caps, CapsError, Choice};
@@ -20,6 +21,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
+
+mod matrix;
 
 /// Exit status when a WGSL text fails naga validation.
 const EXIT_INVALID: u8 = 1;
@@ -94,6 +97,19 @@ enum Command {
     /// report suggests (section 2), and a note when the package was emitted for another one.
     #[command(after_help = AFTER_HELP)]
     Select(SelectArgs),
+    /// Write the browser compatibility matrix (matrix.md and matrix.html) from test results.
+    ///
+    /// Rows are kernel families (op/bits/group/scheme[/head_dim], docs/CAPS.md); columns are
+    /// Chrome/Edge, Firefox, Safari and a browser without WebGPU. Each cell gives the variant
+    /// the browser gets (docs/CAPS.md section 3 over the package of its suggested target, built
+    /// in memory: naga validation and cross-compilation included), Tint's verdict (tint.json,
+    /// from node --test tests/dawn/) and whether it executed correctly in the real browser
+    /// (chromium.json, firefox.json, from node --test tests/browser/). Capabilities come from
+    /// the browser's result file where there is one, else from the recorded vectors in
+    /// tests/caps. Missing result files are shown as "not run"; the output holds no date, so
+    /// the same inputs give the same files.
+    #[command(after_help = AFTER_HELP)]
+    Matrix(matrix::MatrixArgs),
 }
 
 #[derive(Debug, Args)]
@@ -259,14 +275,18 @@ enum CliError {
     Malformed { path: PathBuf, error: CapsError },
     /// The runtime could not say what this machine runs.
     Runtime(runtime::RuntimeError),
+    /// A test result file (`shadergen matrix`) that is not in its documented format.
+    Results { file: PathBuf, field: String, expected: String, found: String },
 }
 
 impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
-            CliError::Spec(_) | CliError::NoKernels(_) | CliError::Plan { .. } | CliError::Malformed { .. } => {
-                EXIT_USAGE
-            }
+            CliError::Spec(_)
+            | CliError::NoKernels(_)
+            | CliError::Plan { .. }
+            | CliError::Malformed { .. }
+            | CliError::Results { .. } => EXIT_USAGE,
             CliError::Invalid { .. } | CliError::Package(PackageError::Wgsl(_)) => EXIT_INVALID,
             CliError::OutDir { .. }
             | CliError::Package(_)
@@ -292,6 +312,9 @@ impl fmt::Display for CliError {
             CliError::Plan { budget_mb, error } => write!(f, "--budget-mb {budget_mb}: {error}"),
             CliError::Malformed { path, error } => write!(f, "`{}`: {error}", path.display()),
             CliError::Runtime(e) => fmt::Display::fmt(e, f),
+            CliError::Results { file, field, expected, found } => {
+                write!(f, "`{}`: `{field}`: expected {expected}, found {found}", file.display())
+            }
         }
     }
 }
@@ -302,7 +325,10 @@ impl Error for CliError {
         // continues with *their* sources.
         match self {
             CliError::Spec(e) => e.source(),
-            CliError::OutDir { .. } | CliError::NoKernels(_) | CliError::Malformed { .. } => None,
+            CliError::OutDir { .. }
+            | CliError::NoKernels(_)
+            | CliError::Malformed { .. }
+            | CliError::Results { .. } => None,
             CliError::Runtime(e) => e.source(),
             CliError::Plan { error, .. } => error.source(),
             CliError::Package(e) => e.source(),
@@ -344,6 +370,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate(&args),
         Command::Caps => caps(),
         Command::Select(args) => select_variants(&args),
+        Command::Matrix(args) => matrix::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,4 +6,5 @@ mod emit;
 mod errors;
 mod kv_plan;
 mod list;
+mod matrix;
 mod validate;
