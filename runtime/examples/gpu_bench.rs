@@ -296,7 +296,8 @@ fn main() {
     for &(op, m, n, k) in &cases {
         for bits in [2, 3, 4, 8, 16] {
             let format = Format::from_bits(bits, 32, Scheme::Sym).unwrap();
-            let spec = KernelSpec::new(op, format, Target::Native, tier).unwrap();
+            // The device's own limits (the native profile assumes the spec defaults).
+            let spec = gpu.native_limits(KernelSpec::new(op, format, Target::Native, tier).unwrap());
             let shape = format!("{m}x{n}x{k}");
             if let Err(e) = spec.check_shape(m as u64, n as u64, k as u64) {
                 println!("{:<7} {:>4} {:>18}  skipped: {e}", op.name(), bits, shape);

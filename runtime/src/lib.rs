@@ -170,7 +170,11 @@ impl Runtime {
             Backend::Gpu(t) => t,
             Backend::Wasm(_) => Tier::Base,
         };
-        KernelSpec::new(op, format, Target::Native, tier).expect("native has every tier")
+        let spec = KernelSpec::new(op, format, Target::Native, tier).expect("native has every tier");
+        match (&self.backend, &self.gpu) {
+            (Backend::Gpu(_), Some(g)) => g.native_limits(spec),
+            _ => spec,
+        }
     }
 
     /// `y[N] = W · x`.
@@ -278,6 +282,25 @@ impl Gpu {
             "mins" => w.mins.as_ref(),
             _ => None,
         }
+    }
+
+    /// `spec` as this device runs it: a `native` kernel (wgpu outside a browser) may use the
+    /// device's own limits instead of the WebGPU spec defaults the profile table assumes, so
+    /// that, for example, a 256 MiB weight matrix binds on a GPU that allows it. Browser targets
+    /// keep their profile's limits: a package must run on every browser of its target.
+    pub fn native_limits(&self, mut spec: KernelSpec) -> KernelSpec {
+        if spec.profile.target == Target::Native {
+            let l = self.device.limits();
+            spec.profile.limits = codegen::profile::Limits {
+                workgroup_storage: l.max_compute_workgroup_storage_size,
+                invocations: l.max_compute_invocations_per_workgroup,
+                workgroups_per_dim: l.max_compute_workgroups_per_dimension,
+                storage_binding: l.max_storage_buffer_binding_size as u64,
+                max_buffer: l.max_buffer_size,
+                storage_buffers_per_stage: l.max_storage_buffers_per_shader_stage,
+            };
+        }
+        spec
     }
 
     /// Whether this device can run kernels of `tier`.

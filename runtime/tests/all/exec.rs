@@ -122,3 +122,20 @@ fn every_kernel_matches_the_reference_on_wgpu() {
         assert!(missing.is_empty(), "CI's lavapipe must run every tier; not run: {missing:?}");
     }
 }
+
+/// A native kernel takes the device's limits: a shape over the spec-default 128 MiB binding
+/// is refused by the profile but accepted once the device allows it (lavapipe allows more).
+#[test]
+fn native_kernels_use_the_devices_limits() {
+    let Some(gpu) = gpu() else { return };
+    let spec = KernelSpec::new(Op::Matvec, Format::f16(), Target::Native, codegen::Tier::Base).unwrap();
+    // 16384 x 8192 f16 weights: 256 MiB.
+    assert!(spec.check_shape(1, 16384, 8192).is_err());
+    let device = gpu.native_limits(spec);
+    let allowed = gpu.device().limits().max_storage_buffer_binding_size as u64;
+    assert_eq!(device.profile.limits.storage_binding, allowed);
+    assert_eq!(device.check_shape(1, 16384, 8192).is_ok(), allowed >= 256 << 20, "limit {allowed}");
+    // Browser targets keep their profile's limits.
+    let chrome = KernelSpec::new(Op::Matvec, Format::f16(), Target::Chrome, codegen::Tier::Base).unwrap();
+    assert_eq!(gpu.native_limits(chrome), chrome);
+}
