@@ -14,7 +14,7 @@
 
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { codeAt, kvLayout } from './format.mjs';
+import { kvCompare, kvLayout } from './format.mjs';
 import { compileDispatch, compileExpression } from './run-cases.mjs';
 
 // The runner's dispatch-expression evaluator: every expression the manifest uses, and
@@ -107,42 +107,29 @@ const describe = (c) =>
 /**
  * kv-append: the cache's words after the append must be the expected ones; on a WGSL engine
  * (Dawn) a code may instead be the listed neighbour where the division is a near-tie
- * (docs/FORMAT.md §11.3). Returns an error text, or null (and counts near-ties in `tally`).
+ * (docs/FORMAT.md §11.3; format.mjs kvCompare). Returns an error text, or null (and counts
+ * near-ties in `tally`).
  */
 function checkAppend(c, kern, got, engine, tally) {
   const want = u32s(join(caseDir, `expected/c${c.id}.cache.bin`));
   if (got.length !== want.length) return `${got.length} cache words, expected ${want.length}`;
   const l = kvLayout({ bits: kern.bits, group_size: kern.group_size, head_dim: kern.kv.head_dim, kv_heads: c.kv_heads, max_seq: c.max_seq, window: c.window });
-  const regions = [];
-  let at = 0;
-  for (const name of ['codes', 'scales', 'mins', 'window']) {
-    regions.push({ name, from: at, to: at + l.words[name] });
-    at += l.words[name];
-  }
-  if (at !== want.length) return `the expected file has ${want.length} words, the layout ${at}`;
-  const near = new Map(JSON.parse(readFileSync(join(caseDir, `expected/c${c.id}.near.json`), 'utf8')).map((n) => [`${n.row},${n.col}`, n.other]));
-  const wgsl = engine === 'dawn';
-  const hex = (v) => `0x${v.toString(16).padStart(8, '0')}`;
-  for (const { name, from, to } of regions) {
-    for (let i = from; i < to; i++) {
-      if (got[i] === want[i]) continue;
-      if (name !== 'codes') return `${name} word ${i - from} is ${hex(got[i])}, expected ${hex(want[i])}`;
-      const block = Math.floor(i / l.bits);
-      const row = Math.floor(block / (l.d / 32));
-      const b = block % (l.d / 32);
-      for (let e = 0; e < 32; e++) {
-        const [g, w] = [codeAt(got, block * l.bits, e, l.bits), codeAt(want, block * l.bits, e, l.bits)];
-        if (g === w) continue;
-        const col = 32 * b + e;
-        const other = near.get(`${row},${col}`);
-        if (wgsl && other === g) {
-          tally.near++;
-          continue;
-        }
-        return `code of store row ${row} col ${col} is ${g}, expected ${w}${other === undefined ? ' (not a near-tie)' : wgsl ? '' : ' (a near-tie, but WebAssembly division is exact)'}`;
-      }
+  const total = l.words.codes + l.words.scales + l.words.mins + l.words.window;
+  if (want.length !== total) return `the expected file has ${want.length} words, the layout ${total}`;
+  // The files hold codes, scales, mins, window, one after the other.
+  const split = (words) => {
+    const out = {};
+    let at = 0;
+    for (const name of ['codes', 'scales', 'mins', 'window']) {
+      out[name] = words.subarray(at, at + l.words[name]);
+      at += l.words[name];
     }
-  }
+    return out;
+  };
+  const near = JSON.parse(readFileSync(join(caseDir, `expected/c${c.id}.near.json`), 'utf8'));
+  const check = kvCompare(l, split(got), split(want), near, { wgsl: engine === 'dawn', limit: 1 });
+  if (check.wrong) return `${check.bad[0]}${check.wrong > 1 ? ` (and ${check.wrong - 1} more)` : ''}`;
+  tally.near += check.near;
   return null;
 }
 const f64 = (path) => {

@@ -1,7 +1,8 @@
 // An independent JS implementation of docs/FORMAT.md (version 1), written from the text
 // alone: f16 conversion, block/plane packing, dequantization and the reference product;
-// the KV cache of §11 (layout, kv-append's bytes, kv-attend's f64 reference) below.
-// Used by make-sample-cases.mjs and check-sample.mjs (the self-test of run-cases.mjs).
+// the KV cache of §11 (layout, kv-append's bytes and the comparison of a cache's words
+// with them, kv-attend's f64 reference) below. Used by make-sample-cases.mjs and
+// check-sample.mjs (the self-test of run-cases.mjs) and by shadergen-mjs.test.mjs.
 
 /** f16 bits (0..0xffff) to a number, exactly (§1). */
 export function f16ToNumber(h) {
@@ -344,6 +345,56 @@ export function kvAppend(l, before, kvNew, n) {
   }
   after.len = p + n;
   return { cache: after, near };
+}
+
+/**
+ * Compares a cache's words with the expected ones by §11.3's exactness rule. `got` and `want`
+ * are {codes, scales, mins, window} Uint32Arrays of the layout `l`; `near` lists the near-ties
+ * kvAppend returned for the store rows `want` holds ({row, col, code, other}). Every word must
+ * be equal, except that with `wgsl` (a WGSL kernel wrote `got`) a code may be its listed
+ * neighbour. Returns {bad: the first `limit` mismatches (texts), wrong: how many there are,
+ * near: how many codes took the neighbour}.
+ */
+export function kvCompare(l, got, want, near = [], { wgsl = false, limit = 20 } = {}) {
+  const others = new Map(near.map((n) => [`${n.row},${n.col}`, n.other]));
+  const bad = [];
+  let wrong = 0;
+  let took = 0;
+  const report = (text) => {
+    wrong++;
+    if (bad.length < limit) bad.push(text);
+  };
+  const hex = (v) => `0x${v.toString(16).padStart(8, '0')}`;
+  for (const name of ['codes', 'scales', 'mins', 'window']) {
+    const [g, w] = [got[name], want[name]];
+    if (g.length !== w.length) {
+      report(`${name} has ${g.length} words, expected ${w.length}`);
+      continue;
+    }
+    for (let i = 0; i < w.length; i++) {
+      if (g[i] === w[i]) continue;
+      if (name !== 'codes') {
+        report(`${name} word ${i} is ${hex(g[i])}, expected ${hex(w[i])}`);
+        continue;
+      }
+      const block = Math.floor(i / l.bits);
+      const row = Math.floor(block / (l.d / 32));
+      const where = `store row ${row} (kv ${Math.floor(row / (l.h * l.s))} head ${Math.floor(row / l.s) % l.h} token ${row % l.s})`;
+      for (let e = 0; e < 32; e++) {
+        const [a, b] = [codeAt(g, block * l.bits, e, l.bits), codeAt(w, block * l.bits, e, l.bits)];
+        if (a === b) continue;
+        const col = 32 * (block % (l.d / 32)) + e;
+        const other = others.get(`${row},${col}`);
+        if (wgsl && other === a) {
+          took++;
+          continue;
+        }
+        const why = other === undefined ? ' (not a near-tie)' : wgsl ? '' : ' (a near-tie, but only a WGSL division may pick the neighbour)';
+        report(`code of ${where} col ${col} is ${a}, expected ${b}${why}`);
+      }
+    }
+  }
+  return { bad, wrong, near: took };
 }
 
 /**

@@ -1,10 +1,13 @@
 // shadergen.mjs, the JavaScript runtime every package carries, loaded from an emitted package
 // in Node: on Dawn (Chrome's WebGPU, npm `webgpu`, on Mesa lavapipe), forced onto the
 // WebAssembly twins (SIMD and scalar), with no GPU at all, over http (the fetch path a page
-// takes), and after the device is destroyed. Every result is checked against independent
-// references: format.mjs (docs/FORMAT.md §2–7) for matvec / matmul, kv-reference.mjs
-// (§11) for the KV cache's bytes and attention; within the manifest's tolerance relative to
-// Σ|terms| (codegen/src/reference.rs). Selection is checked against tests/caps/*.json.
+// takes), and after the device is destroyed. Every result is checked against format.mjs,
+// the independent implementation of docs/FORMAT.md: matvec / matmul (§2–7) within the
+// manifest's tolerance relative to Σ|terms| (codegen/src/reference.rs); the KV cache (§11)
+// word for word against kvAppend's cache after the same appends (exact on WebAssembly; on
+// WebGPU a code may be its near-tie neighbour, kvCompare), attention against kvAttention
+// within the tolerance relative to §11.4's magnitude. Selection is checked against
+// tests/caps/*.json.
 //
 //   cargo build -p shadergen && node --test tests/node/shadergen-mjs.test.mjs
 //
@@ -19,8 +22,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { packF16, packMatrix, reference } from './format.mjs';
-import { attention, checkCacheBytes } from './kv-reference.mjs';
+import { kvAppend, kvAttention, kvCompare, kvEmpty, kvLayout, packF16, packMatrix, reference } from './format.mjs';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BIN = process.env.SHADERGEN_BIN ? path.resolve(process.env.SHADERGEN_BIN) : path.join(REPO, 'target', 'debug', 'shadergen');
@@ -144,9 +146,42 @@ const joinTokens = (list, key) => {
   return out;
 };
 
+/** kvAppend's input for `list` (tokens): the keys [n][H][D], then the values. */
+const kvNew = (list) => {
+  const k = joinTokens(list, 'k');
+  const out = new Float32Array(2 * k.length);
+  out.set(k);
+  out.set(joinTokens(list, 'v'), k.length);
+  return out;
+};
+
+/** Appends `list` (tokens) to `want` ({cache, near}: format.mjs's cache and its near-ties). */
+function expectAppend(l, want, list) {
+  const step = kvAppend(l, want.cache, kvNew(list), list.length);
+  want.cache = step.cache;
+  want.near.push(...step.near);
+  return want;
+}
+
+/** format.mjs's cache after appending `batches` (lists of tokens) in turn, and its near-ties. */
+const expectedCache = (l, batches) => batches.reduce((want, list) => expectAppend(l, want, list), { cache: kvEmpty(l), near: [] });
+
 /**
- * Appends `batches` (token counts) to a fresh cache of `format`, checking the cache's bytes
- * after each append and attention (GQA 4) after some; returns the cache and tokens.
+ * Checks the engine's cache words (`got`, from kvRead) against format.mjs's cache `want` with
+ * its near-ties: exact, or (`wgsl`) a code may be its near-tie neighbour. Returns how many
+ * codes took the neighbour.
+ */
+function assertCache(l, got, { cache: want, near }, what, wgsl = false) {
+  assert.equal(got.len, want.len, `${what}: len`);
+  const check = kvCompare(l, got, want, near, { wgsl, limit: 5 });
+  assert.deepEqual(check.bad, [], `${what}: cache words after ${want.len} tokens (${check.wrong} wrong)`);
+  return check.near;
+}
+
+/**
+ * Appends `batches` (token counts) to a fresh cache of `format`, checking the cache's words
+ * after each append against kvAppend's and attention (GQA 4) after some against
+ * kvAttention's; returns the cache, the tokens and how many codes took a near-tie neighbour.
  */
 async function checkKv(sg, format, backend, label, batches = [5, 1, 14, 60, 1, 69], attendAfter = [0, 2, 5]) {
   const layout = { ...format, ...KV_SHAPE };
@@ -155,26 +190,26 @@ async function checkKv(sg, format, backend, label, batches = [5, 1, 14, 60, 1, 6
     const c = sg.backendFor(op, kvFormat);
     assert.equal(c.backend, backend, `${label}: ${op} runs on ${c.backend} (${c.reason})`);
   }
+  const l = kvLayout(layout);
   const cache = sg.kvCache(layout);
   const tokens = [];
-  const gpu = backend === 'webgpu';
+  const want = { cache: kvEmpty(l), near: [] };
   let ties = 0;
   for (const [b, count] of batches.entries()) {
     const fresh = Array.from({ length: count }, (_, i) => token(tokens.length + i, KV_SHAPE));
     await sg.kvAppend(cache, joinTokens(fresh, 'k'), joinTokens(fresh, 'v'));
     tokens.push(...fresh);
     assert.equal(cache.len, tokens.length);
+    expectAppend(l, want, fresh);
     const bytes = await sg.kvRead(cache);
-    const check = checkCacheBytes(layout, bytes, tokens, { gpu });
-    assert.deepEqual(check.bad.slice(0, 5), [], `${label}: cache bytes after ${tokens.length} tokens (${check.bad.length} wrong)`);
-    ties += check.ties;
+    ties += assertCache(l, bytes, want, label, backend === 'webgpu');
     if (attendAfter.includes(b)) {
       const q = makeFloats(N_HEADS * KV_SHAPE.head_dim, 5000 + tokens.length, 1);
       const choice = sg.backendFor('kv-attend', kvFormat);
       const before = sg.calls[backend] ?? 0;
       const out = await sg.kvAttend(cache, q, N_HEADS);
       assert.equal(sg.calls[backend], before + 1, `${label}: kvAttend counted on ${backend}`);
-      assertClose(out, attention(layout, bytes, q, N_HEADS), toleranceOf(sg, choice), `${label} kv-attend ${choice.kernel} len ${tokens.length}`);
+      assertClose(out, kvAttention(l, bytes, q, N_HEADS), toleranceOf(sg, choice), `${label} kv-attend ${choice.kernel} len ${tokens.length}`);
     }
   }
   return { cache, tokens, layout, ties };
@@ -545,6 +580,7 @@ test('a device lost during kv-append and kv-attend: a mirrored cache carries on 
   const gpu = requireDawn(t);
   if (!gpu) return;
   const layout = { ...KV_FORMATS[0], ...KV_SHAPE };
+  const l = kvLayout(layout);
   const q = makeFloats(N_HEADS * KV_SHAPE.head_dim, 13, 1);
   const first = Array.from({ length: 40 }, (_, i) => token(i, KV_SHAPE));
   const more = Array.from({ length: 30 }, (_, i) => token(40 + i, KV_SHAPE));
@@ -556,34 +592,37 @@ test('a device lost during kv-append and kv-attend: a mirrored cache carries on 
       for (const c of [cache, lonely]) await sg.kvAppend(c, joinTokens(first, 'k'), joinTokens(first, 'v'));
       const gpuOut = await sg.kvAttend(cache, q, N_HEADS);
       assert.equal(sg.calls.webgpu, 3);
-      let tokens = first;
+      // The batches appended so far. After the loss, kvRead reads the WebAssembly mirror, whose
+      // words are exact (no near-tie allowance).
+      const batches = [first];
       if (interrupt === 'kv-append') {
         const pending = sg.kvAppend(cache, joinTokens(more, 'k'), joinTokens(more, 'v'));
         sg.device.destroy();
         await pending;
-        tokens = [...first, ...more];
+        batches.push(more);
         // Submitted before the loss, or re-run after it: either way the mirror has the tokens.
         assert.equal(sg.calls.webgpu + sg.calls['wasm-simd'], 4, JSON.stringify(sg.calls));
       } else {
         const pending = sg.kvAttend(cache, q, N_HEADS);
         sg.device.destroy();
         const bytes = await sg.kvRead(cache);
-        assert.deepEqual(checkCacheBytes(layout, bytes, tokens).bad, [], 'the mirror holds the §11.3 bytes');
-        assertClose(await pending, attention(layout, bytes, q, N_HEADS), 1e-5, 'the kv-attend the loss interrupted');
-        assertClose(gpuOut, attention(layout, bytes, q, N_HEADS), 1e-5, 'kv-attend before the loss, against the mirror');
+        assertCache(l, bytes, expectedCache(l, batches), 'the mirror holds the §11.3 words');
+        assertClose(await pending, kvAttention(l, bytes, q, N_HEADS), 1e-5, 'the kv-attend the loss interrupted');
+        assertClose(gpuOut, kvAttention(l, bytes, q, N_HEADS), 1e-5, 'kv-attend before the loss, against the mirror');
         assert.equal(sg.calls['wasm-simd'], 1, JSON.stringify(sg.calls));
       }
-      assert.equal(cache.len, tokens.length);
+      const len = batches.flat().length;
+      assert.equal(cache.len, len);
       const bytes = await sg.kvRead(cache);
-      assert.deepEqual(checkCacheBytes(layout, bytes, tokens).bad, []);
-      assertClose(await sg.kvAttend(cache, q, N_HEADS), attention(layout, bytes, q, N_HEADS), 1e-5, `kv-attend after losing the device in ${interrupt}`);
+      assertCache(l, bytes, expectedCache(l, batches), `after losing the device in ${interrupt}`);
+      assertClose(await sg.kvAttend(cache, q, N_HEADS), kvAttention(l, bytes, q, N_HEADS), 1e-5, `kv-attend after losing the device in ${interrupt}`);
       // Appends after the loss go on in WebAssembly.
-      const later = Array.from({ length: 3 }, (_, i) => token(tokens.length + i, KV_SHAPE));
+      const later = Array.from({ length: 3 }, (_, i) => token(len + i, KV_SHAPE));
       await sg.kvAppend(cache, joinTokens(later, 'k'), joinTokens(later, 'v'));
-      tokens = [...tokens, ...later];
+      batches.push(later);
       const final = await sg.kvRead(cache);
-      assert.deepEqual(checkCacheBytes(layout, final, tokens).bad, []);
-      assertClose(await sg.kvAttend(cache, q, N_HEADS), attention(layout, final, q, N_HEADS), 1e-5, 'kv-attend after later appends');
+      assertCache(l, final, expectedCache(l, batches), 'after later appends');
+      assertClose(await sg.kvAttend(cache, q, N_HEADS), kvAttention(l, final, q, N_HEADS), 1e-5, 'kv-attend after later appends');
       // The unmirrored cache went with the device.
       await assert.rejects(sg.kvAttend(lonely, q, N_HEADS), (e) => e.code === 'device-lost' && /mirror: false/.test(e.message));
       await assert.rejects(sg.kvAppend(lonely, later[0].k, later[0].v), (e) => e.code === 'device-lost');
