@@ -148,9 +148,32 @@ fn {{ c.name }}(
         for (var g = 0u; g < gq; g++) {
             o[g] *= corr[g];
         }
-        for (var i = lane; i < n; i += LANES) {
-            let tt = c0 + i;
-            let v = value_quad(h, tt, qd, tt < quantized_len);
+        // Tokens {{ c.unroll }} at a time, their loads issued together (one at a time, every token
+        // waited for its own load): the stored ones, then the window's, then the rest.
+        let nq = min(n, max(quantized_len, c0) - c0);
+        var i = lane;
+        for (; i + {{ c.unroll - 1 }}u * LANES < nq; i += {{ c.unroll }}u * LANES) {
+{% for u in 0..c.unroll %}            let v{{ u }} = value_quad(h, c0 + i + {{ u }}u * LANES, qd, true);
+{% endfor %}            for (var g = 0u; g < gq; g++) {
+                let b = g * C + i;
+                o[g] += {% for u in 0..c.unroll %}{% if u > 0 %} + {% endif %}sc[b + {{ u }}u * LANES] * v{{ u }}{% endfor %};
+            }
+        }
+        for (; i < nq; i += LANES) {
+            let v = value_quad(h, c0 + i, qd, true);
+            for (var g = 0u; g < gq; g++) {
+                o[g] += sc[g * C + i] * v;
+            }
+        }
+        for (; i + {{ c.unroll - 1 }}u * LANES < n; i += {{ c.unroll }}u * LANES) {
+{% for u in 0..c.unroll %}            let v{{ u }} = value_quad(h, c0 + i + {{ u }}u * LANES, qd, false);
+{% endfor %}            for (var g = 0u; g < gq; g++) {
+                let b = g * C + i;
+                o[g] += {% for u in 0..c.unroll %}{% if u > 0 %} + {% endif %}sc[b + {{ u }}u * LANES] * v{{ u }}{% endfor %};
+            }
+        }
+        for (; i < n; i += LANES) {
+            let v = value_quad(h, c0 + i, qd, false);
             for (var g = 0u; g < gq; g++) {
                 o[g] += sc[g * C + i] * v;
             }
