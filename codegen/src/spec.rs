@@ -377,6 +377,15 @@ impl KernelSpec {
         }
     }
 
+    /// `value` against a limit of the profile's target, as the shape checks report it.
+    fn over_limit(&self, what: &'static str, value: u64, limit: u64, why: &'static str) -> Result<(), SpecError> {
+        if value > limit {
+            let target = self.profile.target.name().to_string();
+            return Err(SpecError::OverLimit { what, value, limit, target, why });
+        }
+        Ok(())
+    }
+
     /// Checks a kv-append of `new` tokens into a cache holding `len`, or (with `new = 0`) a
     /// kv-attend of `n_heads` query heads over `len` tokens in splits of `split_len`, against
     /// the kernel and the profile's limits.
@@ -402,14 +411,7 @@ impl KernelSpec {
             )));
         }
         let lim = &self.profile.limits;
-        let target = self.profile.target.name().to_string();
-        let over = |what, value: u64, limit: u64, why| {
-            if value > limit {
-                Err(SpecError::OverLimit { what, value, limit, target: target.clone(), why })
-            } else {
-                Ok(())
-            }
-        };
+        let over = |what, value, limit, why| self.over_limit(what, value, limit, why);
         let (h, d, s) = (layout.kv_heads as u64, layout.head_dim as u64, layout.max_seq as u64);
         let wpd = lim.workgroups_per_dim as u64;
         over("kv_heads", h, wpd, "maxComputeWorkgroupsPerDimension")?;
@@ -475,14 +477,7 @@ impl KernelSpec {
         }
         self.format.check_k(k)?;
         let lim = &self.profile.limits;
-        let target = self.profile.target.name().to_string();
-        let over = |what, value: u64, limit: u64, why| {
-            if value > limit {
-                Err(SpecError::OverLimit { what, value, limit, target: target.clone(), why })
-            } else {
-                Ok(())
-            }
-        };
+        let over = |what, value, limit, why| self.over_limit(what, value, limit, why);
         let wpd = lim.workgroups_per_dim as u64;
         match self.op {
             // Matvec folds its workgroup index over x and y, so N may reach wpd² rows.
