@@ -127,6 +127,13 @@ impl KvLayout {
         Ok(n)
     }
 
+    /// The `KvParams` uniform (`docs/FORMAT.md` §11.5, the order of `wgsl::KV_PARAMS`) for a
+    /// kv-append of `n_new` tokens to a cache of `len` (`n_heads`, `split_len`, `n_splits` 0), or
+    /// a kv-attend over `len` tokens (`n_new` 0). Every host builds it here.
+    pub fn params(&self, len: u32, n_new: u32, n_heads: u32, split_len: u32, n_splits: u32) -> [u32; 8] {
+        [self.kv_heads, self.max_seq, self.window, len, n_new, n_heads, split_len, n_splits]
+    }
+
     /// Exact bytes, for `kv-plan` and the README's memory report.
     pub fn memory(&self) -> KvMemory {
         let (h, d, g) = (self.kv_heads as u64, self.head_dim as u64, self.format.group_size() as u64);

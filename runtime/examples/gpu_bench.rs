@@ -467,7 +467,7 @@ fn kv_attend_rows(gpu: &Gpu, timer: &Timer, quick: bool, runs: u32) -> Vec<Row> 
             let bytes = cache_bytes + (heads * d * 4) as u64 * 2;
             let copies = (256u64 << 20).div_ceil(cache_bytes).clamp(1, 16) as usize;
             let caches: Vec<_> = (0..copies).map(|_| gpu.upload_kv(&cache)).collect();
-            let params: [u32; 8] = [h as u32, len as u32, window, len as u32, 0, heads as u32, split_len, n_splits];
+            let params = layout.params(len as u32, 0, heads as u32, split_len, n_splits);
             let params = gpu.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: None,
                 contents: bytemuck::cast_slice(&params),

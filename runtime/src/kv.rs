@@ -109,7 +109,7 @@ impl Gpu {
         let mut new = Vec::with_capacity(2 * k.len());
         new.extend_from_slice(k);
         new.extend_from_slice(v);
-        let params = [l.kv_heads, l.max_seq, l.window, cache.len as u32, n as u32, 0, 0, 0];
+        let params = l.params(cache.len as u32, n as u32, 0, 0, 0);
         let kv_new = self.storage("kv_new", &new);
         self.dispatch(spec, &params, cache, &[("kv_new", &kv_new)], |_| [l.kv_heads, 2, 1])?;
         cache.len += n;
@@ -141,7 +141,7 @@ impl Gpu {
         spec.check_kv(&l, cache.len as u64, 0, n_heads as u64, split_len as u64).map_err(|e| shape(e.to_string()))?;
         self.check_features(spec)?;
         let n_splits = (cache.len as u32).div_ceil(split_len);
-        let params = [l.kv_heads, l.max_seq, l.window, cache.len as u32, 0, n_heads as u32, split_len, n_splits];
+        let params = l.params(cache.len as u32, 0, n_heads as u32, split_len, n_splits);
         let d = l.head_dim as usize;
         let qb = self.storage("q", q);
         let out_bytes = (n_heads * d * 4) as u64;

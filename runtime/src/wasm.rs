@@ -275,7 +275,7 @@ impl WasmKvKernel {
             return Err(self.shape("nothing to append: k and v are empty"));
         }
         self.spec.check_kv(&l, cache.len as u64, n as u64, 0, 0).map_err(|e| self.shape(e.to_string()))?;
-        let params = [l.kv_heads, l.max_seq, l.window, cache.len as u32, n as u32, 0, 0, 0];
+        let params = l.params(cache.len as u32, n as u32, 0, 0, 0);
         let new: Vec<f32> = k.iter().chain(v).copied().collect();
         let store = &cache.store;
         let at = self.place(&[
@@ -315,7 +315,7 @@ impl WasmKvKernel {
         self.spec
             .check_kv(&l, cache.len as u64, 0, n_heads as u64, split_len as u64)
             .map_err(|e| self.shape(e.to_string()))?;
-        let params = [l.kv_heads, l.max_seq, l.window, cache.len as u32, 0, n_heads as u32, 0, 0];
+        let params = l.params(cache.len as u32, 0, n_heads as u32, 0, 0);
         let store = &cache.store;
         let at = self.place(&[
             (32, Some(bytemuck::cast_slice(&params))),
