@@ -295,7 +295,7 @@ impl Gpu {
                 workgroup_storage: l.max_compute_workgroup_storage_size,
                 invocations: l.max_compute_invocations_per_workgroup,
                 workgroups_per_dim: l.max_compute_workgroups_per_dimension,
-                storage_binding: l.max_storage_buffer_binding_size as u64,
+                storage_binding: l.max_storage_buffer_binding_size,
                 max_buffer: l.max_buffer_size,
                 storage_buffers_per_stage: l.max_storage_buffers_per_shader_stage,
             };

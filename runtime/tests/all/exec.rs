@@ -132,7 +132,7 @@ fn native_kernels_use_the_devices_limits() {
     // 16384 x 8192 f16 weights: 256 MiB.
     assert!(spec.check_shape(1, 16384, 8192).is_err());
     let device = gpu.native_limits(spec);
-    let allowed = gpu.device().limits().max_storage_buffer_binding_size as u64;
+    let allowed = gpu.device().limits().max_storage_buffer_binding_size;
     assert_eq!(device.profile.limits.storage_binding, allowed);
     assert_eq!(device.check_shape(1, 16384, 8192).is_ok(), allowed >= 256 << 20, "limit {allowed}");
     // Browser targets keep their profile's limits.
