@@ -70,7 +70,7 @@ pub(super) fn abi(spec: &KernelSpec) -> Abi {
         export: name,
         memory: "memory",
         args,
-        layout: AbiLayout { scratch_bytes: SCRATCH_BYTES, align: 16, buffers, growth: GROWTH },
+        layout: AbiLayout { scratch_bytes: SCRATCH_BYTES, align: 16, buffers, growth: GROWTH, xq_block_bytes: None },
         tolerance: crate::profile::Tier::Base.tolerance(),
     }
 }
