@@ -3,7 +3,8 @@
 //! Buffers are laid out as the manifest's ABI says (`codegen::wasm::abi`): from byte 1024
 //! on, 16-byte aligned, in argument order (matvec and matmul: weights, scales, mins, x, y;
 //! kv-append: params, codes, scales, mins, window, kv_new; kv-attend: params, codes, scales,
-//! mins, window, q, out); memory grows to fit.
+//! mins, window, q, out); memory grows to fit. A dot4 matvec (`KernelSpec::uses_dot4`) also
+//! gets its `xq` scratch (`K/32 · wasm::XQ_BLOCK_BYTES` bytes, after `y`), passed last.
 
 use crate::RuntimeError;
 use codegen::kv::{KvCache, default_split_len};
@@ -139,7 +140,11 @@ impl WasmRunner {
         let instance = wasmtime::Instance::new(&mut store, &module, &[]).map_err(|e| err(&name, e))?;
         let memory =
             instance.get_memory(&mut store, "memory").ok_or_else(|| err(&name, "module exports no `memory`"))?;
-        let func = instance.get_typed_func::<Args, ()>(&mut store, &name).map_err(|e| err(&name, e))?;
+        let func = if spec.uses_dot4() {
+            Func::Dot4(instance.get_typed_func::<Dot4Args, ()>(&mut store, &name).map_err(|e| err(&name, e))?)
+        } else {
+            Func::Plain(instance.get_typed_func::<Args, ()>(&mut store, &name).map_err(|e| err(&name, e))?)
+        };
 
         // Lay the buffers out from the scratch boundary on, 16-byte aligned.
         let mut next = wasm::SCRATCH_BYTES as u64;
@@ -153,6 +158,7 @@ impl WasmRunner {
         let mins_at = place(4 * w.mins.len() as u64);
         let x_at = place(4 * (m * w.k) as u64);
         let y_at = place(4 * (m * w.n) as u64);
+        let xq_at = place(if spec.uses_dot4() { (w.k / 32) as u64 * wasm::XQ_BLOCK_BYTES as u64 } else { 0 });
         if next > u32::MAX as u64 {
             return Err(RuntimeError::Shape {
                 kernel: name,
@@ -174,19 +180,28 @@ impl WasmRunner {
         // Offsets fit u32 (checked above); wasm passes them as i32 bit patterns.
         let o = |v: u64| v as u32 as i32;
         let args = (o(words_at), o(scales_at), o(mins_at), o(x_at), o(y_at), m as i32, w.n as i32, w.k as i32);
-        Ok(WasmKernel { name, store, memory, func, args, x_len: m * w.k, y_len: m * w.n })
+        Ok(WasmKernel { name, store, memory, func, args, xq: o(xq_at), x_len: m * w.k, y_len: m * w.n })
     }
 }
 
 type Args = (i32, i32, i32, i32, i32, i32, i32, i32);
+/// A dot4 matvec's arguments: [`Args`], then `xq`.
+type Dot4Args = (i32, i32, i32, i32, i32, i32, i32, i32, i32);
+
+enum Func {
+    Plain(wasmtime::TypedFunc<Args, ()>),
+    Dot4(wasmtime::TypedFunc<Dot4Args, ()>),
+}
 
 /// An instantiated kernel with its weights in memory.
 pub struct WasmKernel {
     name: String,
     store: wasmtime::Store<()>,
     memory: wasmtime::Memory,
-    func: wasmtime::TypedFunc<Args, ()>,
+    func: Func,
     args: Args,
+    /// The `xq` scratch's offset (dot4 kernels; otherwise unused).
+    xq: i32,
     x_len: usize,
     y_len: usize,
 }
@@ -202,7 +217,12 @@ impl WasmKernel {
         }
         let (x_at, y_at) = (self.args.3 as u32 as usize, self.args.4 as u32 as usize);
         self.memory.data_mut(&mut self.store)[x_at..x_at + 4 * x.len()].copy_from_slice(bytemuck::cast_slice(x));
-        self.func.call(&mut self.store, self.args).map_err(|e| err(&self.name, e))?;
+        let a = self.args;
+        match &self.func {
+            Func::Plain(f) => f.call(&mut self.store, a),
+            Func::Dot4(f) => f.call(&mut self.store, (a.0, a.1, a.2, a.3, a.4, a.5, a.6, a.7, self.xq)),
+        }
+        .map_err(|e| err(&self.name, e))?;
         let y = &self.memory.data(&self.store)[y_at..y_at + 4 * self.y_len];
         Ok(y.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
     }

@@ -1,7 +1,7 @@
 //! The WASM modules (SIMD and scalar) of every kernel run in wasmtime and match the
 //! reference on the same random cases as the GPU kernels, within the f32 tolerance.
 
-use super::exec::{Rng, shapes, weights};
+use super::exec::{Rng, shapes, weights, x8_edge_blocks};
 use codegen::{KernelSpec, Target, Tier, reference};
 use runtime::wasm::{Variant, WasmRunner};
 
@@ -35,6 +35,67 @@ fn every_wasm_module_matches_the_reference_in_wasmtime() {
     eprintln!("wasmtime: {cases} cases; worst error / magnitude: simd {:.2e}, scalar {:.2e}", worst[0], worst[1]);
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
     assert!(cases > 0);
+}
+
+/// The dot4 matvec modules (int8 activations, integer dot products) of every quantized
+/// format match the reference over `kernel_activations(x)` (x's int8 values) at ragged
+/// shapes, with x's edge blocks (zeros, below 2^-100, exact ties, amax = 127 · 2^e) and
+/// weights of every code (random words: codes 0 and 2^bits − 1 included), and the SIMD and
+/// scalar modules return the same bits (same integer parts, same f32 operations).
+#[test]
+fn every_dot4_wasm_module_matches_the_reference_in_wasmtime() {
+    let runner = WasmRunner::new().expect("wasmtime starts");
+    let mut rng = Rng(0x0a5e_77a5_0000_0008);
+    let (mut cases, mut worst, mut kernels) = (0, 0.0f64, 0);
+    let mut failures = Vec::new();
+    // Native has every tier; Dot4 and Dot4Subgroups emit the same modules (golden_wat checks it).
+    for spec in KernelSpec::default_set(Target::Native).into_iter().filter(|s| s.uses_dot4() && s.profile.tier == Tier::Dot4)
+    {
+        kernels += 1;
+        let g = spec.format.group_size() as usize;
+        for (i, &n) in [1usize, 7, 70, 257].iter().enumerate() {
+            for groups in 1..=8usize {
+                let k = groups * g;
+                let (mut w, _) = weights(&mut rng, spec.format, n, k);
+                if (i + groups) % 2 == 1 {
+                    w.words.iter_mut().for_each(|v| *v = rng.next() as u32);
+                }
+                // Blocks of varied magnitude (x's scales differ per block), then the edge blocks.
+                let mut x: Vec<f32> = (0..k).map(|j| rng.value([1.0, 300.0, 0.01, 5.0e-4][(j / 32) % 4])).collect();
+                x8_edge_blocks(&mut x);
+                if groups % 3 == 2 {
+                    x.rotate_right(32 * (groups % 4));
+                }
+                let want = reference::matmul(&w, &spec.kernel_activations(&x), 1);
+                let what = format!("{} N={n} K={k}", spec.name());
+                let got: Vec<_> = [Variant::Simd, Variant::Scalar]
+                    .into_iter()
+                    .map(|variant| match runner.run(&spec, variant, &w, &x, 1) {
+                        Ok(got) => {
+                            worst = worst.max(want.worst_relative_error(&got));
+                            if let Err(e) = want.compare(&got, Tier::Dot4.tolerance()) {
+                                failures.push(format!("{what} {}: {e}", variant.name()));
+                            }
+                            Some(got)
+                        }
+                        Err(e) => {
+                            failures.push(format!("{what} {}: {e}", variant.name()));
+                            None
+                        }
+                    })
+                    .collect();
+                if let [Some(a), Some(b)] = &got[..]
+                    && let Some(j) = a.iter().zip(b).position(|(p, q)| p.to_bits() != q.to_bits())
+                {
+                    failures.push(format!("{what}: y[{j}] simd {:e} != scalar {:e}", a[j], b[j]));
+                }
+                cases += 1;
+            }
+        }
+    }
+    eprintln!("wasmtime dot4: {kernels} kernels, {cases} cases x 2 modules; worst error / magnitude {worst:.2e}");
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert_eq!(kernels, 24, "2, 3, 4, 8 bits x groups 32, 64, 128 x sym, asym");
 }
 
 /// Memory grows from the module's one page to what the buffers need (here ~9 MiB), and
