@@ -6,7 +6,7 @@
 // package passed as `gpu`). Everything about a kernel comes from the manifest: bindings,
 // params layout, dispatch expressions, host-value rules, the WebAssembly ABI.
 //
-//   const sg = await ShaderGen.load('./pkg/', { allowF16: false, prefer: 'auto' });
+//   const sg = await ShaderGen.load('./pkg/', { allowF16: false, allowInt8: false, prefer: 'auto' });
 //   sg.caps                      // the capabilities report (docs/CAPS.md §1)
 //   sg.select()                  // one choice per kernel family (docs/CAPS.md §3)
 //   const w = sg.upload({ format: { bits: 4, group_size: 32, scheme: 'sym' }, n, k, weights, scales });
@@ -26,9 +26,16 @@ const MAP_READ = 1;
 const COMPUTE_STAGE = 4;
 
 /** Tiers in the order of docs/CAPS.md §3 (poorest first). */
-export const TIERS = Object.freeze(['base', 'f16', 'subgroups', 'f16-subgroups']);
+export const TIERS = Object.freeze(['base', 'f16', 'subgroups', 'f16-subgroups', 'dot4', 'dot4-subgroups']);
 const TIER_F16 = new Set(['f16', 'f16-subgroups']);
-const TIER_SUBGROUPS = new Set(['subgroups', 'f16-subgroups']);
+const TIER_SUBGROUPS = new Set(['subgroups', 'f16-subgroups', 'dot4-subgroups']);
+/**
+ * Tiers whose matvec quantizes x to int8 per 32-block and sums with `dot4I8Packed` (WGSL
+ * language feature `packed_4x8_integer_dot_product`): never chosen unless the host opts in
+ * (`allowInt8`), as int8 activations change the result.
+ */
+const TIER_DOT4 = new Set(['dot4', 'dot4-subgroups']);
+const DOT4_LANGUAGE_FEATURE = 'packed_4x8_integer_dot_product';
 
 /** Backends a call can run on. */
 export const BACKENDS = Object.freeze(['webgpu', 'wasm-simd', 'wasm-scalar']);
@@ -256,6 +263,15 @@ const sorted = (iterable) => {
   }
 };
 
+/** `navigator.gpu.wgslLanguageFeatures`, sorted; empty where it is missing or unreadable. */
+function languageFeatures(gpu) {
+  try {
+    return sorted(gpu?.wgslLanguageFeatures);
+  } catch {
+    return [];
+  }
+}
+
 /** The adapter part of a report; every optional field guarded (Safari 26.0: no `info`). */
 async function describeAdapter(gpu, adapter) {
   let info = null;
@@ -291,7 +307,7 @@ async function describeAdapter(gpu, adapter) {
     },
     features: sorted(adapter.features),
     limits,
-    wgsl_language_features: sorted(gpu?.wgslLanguageFeatures),
+    wgsl_language_features: languageFeatures(gpu),
     is_fallback_adapter: fallback,
   };
 }
@@ -341,8 +357,8 @@ export const TARGET_TIERS = Object.freeze({
   generic: ['base', 'f16'],
   chrome: TIERS,
   edge: TIERS,
-  firefox: ['base', 'f16'],
-  safari: ['base', 'f16'],
+  firefox: ['base', 'f16', 'dot4'],
+  safari: ['base', 'f16', 'dot4'],
   native: TIERS,
 });
 
@@ -374,6 +390,8 @@ export function notRunnable(kernel, webgpu) {
   const lim = webgpu.limits ?? {};
   const why = [];
   for (const f of kernel.features ?? []) if (!features.has(f)) why.push(`no ${f}`);
+  const languages = new Set(Array.isArray(webgpu.wgsl_language_features) ? webgpu.wgsl_language_features : []);
+  for (const f of kernel.wgsl_language_features ?? []) if (!languages.has(f)) why.push(`no WGSL language feature ${f}`);
   const storage = kernel.workgroup_storage_bytes ?? 0;
   if (storage > lim.maxComputeWorkgroupStorageSize) why.push(`workgroup storage ${storage} > ${lim.maxComputeWorkgroupStorageSize}`);
   const [x, y, z] = kernel.workgroup_size;
@@ -382,16 +400,36 @@ export function notRunnable(kernel, webgpu) {
   return why.length ? why.join(', ') : null;
 }
 
-/** `Profile::select_tier`: the richest tier of `target` whose needs are met. */
-function wantedTier(target, hasF16, hasSubgroups, allowF16) {
+/**
+ * `Profile::select_tier`: the richest tier of `target` whose needs are met. dot4 tiers count
+ * only with `int8`: the host allows int8 activations, the adapter's WGSL has
+ * packed_4x8_integer_dot_product and the family has int8-activation kernels.
+ */
+function wantedTier(target, hasF16, hasSubgroups, allowF16, int8 = false) {
   const tiers = TARGET_TIERS[target] ?? TIERS;
   let wanted = 'base';
-  for (const t of tiers) if ((!TIER_F16.has(t) || (hasF16 && allowF16)) && (!TIER_SUBGROUPS.has(t) || hasSubgroups)) wanted = t;
+  for (const t of tiers) {
+    if ((!TIER_DOT4.has(t) || int8) && (!TIER_F16.has(t) || (hasF16 && allowF16)) && (!TIER_SUBGROUPS.has(t) || hasSubgroups)) wanted = t;
+  }
   return wanted;
 }
 
+/** Whether a family has kernels that quantize x to int8 (the manifest's `activations`). */
+const hasInt8Kernels = (family) => family.kernels.some((k) => k.activations === 'int8');
+
+/**
+ * The int8 part of a reason, for a family with int8-activation kernels when the host allows
+ * them (else null): `[enables, words]`.
+ */
+function int8Reason(target, hasDot4) {
+  const tiers = TARGET_TIERS[target] ?? TIERS;
+  if (!hasDot4) return [false, `no ${DOT4_LANGUAGE_FEATURE}`];
+  if (!tiers.some((t) => TIER_DOT4.has(t))) return [false, `target ${target} has no dot4 tier`];
+  return [true, `adapter has ${DOT4_LANGUAGE_FEATURE}, int8 allowed`];
+}
+
 /** Why the wanted tier is what it is: what enables a richer tier first, then what holds one back. */
-function wantedReason(target, hasF16, hasSubgroups, allowF16) {
+function wantedReason(target, hasF16, hasSubgroups, allowF16, int8 = null) {
   const tiers = TARGET_TIERS[target] ?? TIERS;
   const f16 = !hasF16
     ? [false, 'no shader-f16']
@@ -407,6 +445,7 @@ function wantedReason(target, hasF16, hasSubgroups, allowF16) {
       : [false, `target ${target} has no subgroup tier`];
   const parts = [subgroups, f16];
   if (!subgroups[0] && f16[0]) parts.reverse();
+  if (int8) parts[int8[0] ? 'unshift' : 'push'](int8);
   return parts.map((p) => p[1]).join('; ');
 }
 
@@ -415,8 +454,14 @@ function wantedReason(target, hasF16, hasSubgroups, allowF16) {
  * order of first appearance. `tier` is null for WebAssembly, whose `kernel` is the family's
  * poorest tier (every tier's twin is the same f32 module). Pure: depends only on the
  * manifest (its `target` and kernels) and the report.
+ *
+ * `allowInt8` (default false; docs/CAPS.md §3): let a family whose kernels include ones with
+ * int8 activations (`activations: "int8"`, the dot4 tiers' matvec) choose them when the
+ * report's `wgsl_language_features` has every language feature they use; they are richer
+ * than every other tier, and fall back as the other tiers do. Without it, dot4 tiers are
+ * never chosen.
  */
-export function selectKernels(manifest, caps, { allowF16 = false } = {}) {
+export function selectKernels(manifest, caps, { allowF16 = false, allowInt8 = false } = {}) {
   const target = manifest.target;
   const webgpu = caps?.webgpu ?? null;
   const simd = Boolean(caps?.wasm?.simd128);
@@ -432,9 +477,13 @@ export function selectKernels(manifest, caps, { allowF16 = false } = {}) {
     const features = new Set(webgpu.features);
     const hasF16 = features.has('shader-f16');
     const hasSubgroups = features.has('subgroups');
-    const wanted = tierIndex(wantedTier(target, hasF16, hasSubgroups, allowF16));
-    const whyWanted = wantedReason(target, hasF16, hasSubgroups, allowF16);
-    const eligible = (t) => tierIndex(t) <= wanted && (!TIER_F16.has(t) || (hasF16 && allowF16)) && (!TIER_SUBGROUPS.has(t) || hasSubgroups);
+    const languages = Array.isArray(webgpu.wgsl_language_features) ? webgpu.wgsl_language_features : [];
+    const int8Why = allowInt8 && hasInt8Kernels(f) ? int8Reason(target, languages.includes(DOT4_LANGUAGE_FEATURE)) : null;
+    const int8 = Boolean(int8Why?.[0]);
+    const wanted = tierIndex(wantedTier(target, hasF16, hasSubgroups, allowF16, int8));
+    const whyWanted = wantedReason(target, hasF16, hasSubgroups, allowF16, int8Why);
+    const eligible = (t) =>
+      tierIndex(t) <= wanted && (!TIER_F16.has(t) || (hasF16 && allowF16)) && (!TIER_SUBGROUPS.has(t) || hasSubgroups) && (!TIER_DOT4.has(t) || int8);
     const passedOver = [];
     for (const tier of [...TIERS].reverse().filter(eligible)) {
       const k = f.kernels.find((x) => x.tier === tier);
@@ -599,6 +648,13 @@ function checkFormat(format, what) {
   return { bits, group_size: g, scheme };
 }
 
+/**
+ * Bytes of the `xq` scratch of an int8-activation kernel (x as int8 per 32-block, docs/FORMAT.md
+ * §12): `blockBytes` per 32-block of each of the m rows of x (the WGSL binding: 48; WebAssembly:
+ * the manifest's `wasm.layout.xq_block_bytes`).
+ */
+const xqBytes = (m, k, blockBytes = 48) => blockBytes * m * (k / 32);
+
 const formatName = (f) => (f.bits === 16 ? 'f16' : `q${f.bits}g${f.group_size}${f.scheme === 'asym' ? 'a' : 's'}`);
 
 /** Word counts of a KV cache's buffers (§11.1). */
@@ -748,18 +804,22 @@ export class ShaderGen {
    * WebGPU, requests a device with exactly the features and limits those kernels need.
    *
    * @param {string | URL} source
-   * @param {{ allowF16?: boolean, prefer?: 'auto' | 'webgpu' | 'wasm-simd' | 'wasm-scalar',
+   * @param {{ allowF16?: boolean, allowInt8?: boolean, prefer?: 'auto' | 'webgpu' | 'wasm-simd' | 'wasm-scalar',
    *           gpu?: GPU | null, adapter?: GPUAdapter, adapterOptions?: object }} [options]
-   *   `allowF16`: let f16 tiers run (1e-2 instead of 1e-5 accuracy). `prefer`: `auto` and
+   *   `allowF16`: let f16 tiers run (1e-2 instead of 1e-5 accuracy). `allowInt8`: let matvec
+   *   over quantized weights run a dot4 tier where `navigator.gpu.wgslLanguageFeatures` has
+   *   packed_4x8_integer_dot_product: x is quantized to int8 per 32-block first (a second
+   *   pass; the result is then W · x8, x8 the int8 values, not W · x). `prefer`: `auto` and
    *   `webgpu` follow docs/CAPS.md §3 (WebGPU wherever a kernel is runnable); `wasm-simd` /
    *   `wasm-scalar` force WebAssembly (scalar where simd128 is missing). `gpu`: the WebGPU
    *   entry point (default `navigator.gpu`; null for none).
    * @returns {Promise<ShaderGen>}
    */
   static async load(source, options = {}) {
-    const { allowF16 = false, prefer = 'auto', adapterOptions } = options;
+    const { allowF16 = false, allowInt8 = false, prefer = 'auto', adapterOptions } = options;
     const gpu = options.gpu !== undefined ? options.gpu : globalThis.navigator?.gpu; // null: none
     if (typeof allowF16 !== 'boolean') throw invalid(`allowF16 = ${describeValue(allowF16)}: expected true or false`, allowF16);
+    if (typeof allowInt8 !== 'boolean') throw invalid(`allowInt8 = ${describeValue(allowInt8)}: expected true or false`, allowInt8);
     if (!PREFER.includes(prefer)) throw invalid(`prefer = ${describeValue(prefer)}: expected one of ${PREFER.map((p) => `'${p}'`).join(', ')}`, prefer);
     const urls = await packageUrls(source);
     const text = await readFile(urls.manifest, 'text');
@@ -772,25 +832,25 @@ export class ShaderGen {
     if (!manifest || !Array.isArray(manifest.kernels)) {
       throw new ShaderGenError('load-failed', `${urls.manifest.href} has no "kernels" array: not a shadergen manifest`, { value: urls.manifest.href });
     }
-    const sg = new ShaderGen(manifest, urls.base, { allowF16, prefer });
+    const sg = new ShaderGen(manifest, urls.base, { allowF16, allowInt8, prefer });
     const { caps, adapter, why } = await detectCaps({ gpu, adapter: options.adapter, adapterOptions });
     sg.caps = caps;
     sg._gpu = gpu ?? null; // held: Dawn tears the instance down if it is collected
     sg._adapter = adapter;
     sg._noGpuWhy = why;
-    sg._rule = selectKernels(manifest, caps, { allowF16 });
+    sg._rule = selectKernels(manifest, caps, { allowF16, allowInt8 });
     await sg._openDevice();
     return sg;
   }
 
   /** Use `ShaderGen.load`. */
-  constructor(manifest, base, { allowF16, prefer }) {
+  constructor(manifest, base, { allowF16, allowInt8 = false, prefer }) {
     /** The parsed manifest.json. */
     this.manifest = manifest;
     /** The package's base URL. */
     this.baseUrl = base.href;
     /** The options it was loaded with. */
-    this.options = Object.freeze({ allowF16, prefer });
+    this.options = Object.freeze({ allowF16, allowInt8, prefer });
     /** The capabilities report (docs/CAPS.md §1). */
     this.caps = null;
     this._base = base;
@@ -1224,13 +1284,20 @@ export class ShaderGen {
               y: device.createBuffer({ label: 'y', size: Math.max(4, yBytes), usage: BUFFER.STORAGE | BUFFER.COPY_SRC }),
             };
             const own = [buffers.params, buffers.x, buffers.y];
+            // int8-activation kernels: the first pass writes x's int8 blocks here, the second reads them.
+            if (kernel.bindings.some((b) => b.name === 'xq')) {
+              buffers.xq = this._storage('xq', null, BUFFER.STORAGE, xqBytes(m, w.k));
+              own.push(buffers.xq);
+            }
             w._io = { kernel: kernel.name, m, buffers, destroy: () => own.forEach((b) => b.destroy()) };
           }
           const bytes = await this._dispatch(kernel, buffers, { M: m, N: w.n, K: w.k }, { from: buffers.y, bytes: yBytes });
           return new Float32Array(bytes);
         },
         async (variant) => {
-          const kernel = plan.kernel;
+          // The family's twin (its poorest tier's, docs/CAPS.md §3), also when a lost device
+          // sends a call planned for WebGPU here.
+          const kernel = plan.family.kernels[0];
           let slot = w._wasm.get(kernel.wasm[variant]);
           if (!slot) {
             const inst = await WasmInstance.create(kernel, variant, await this._wasmModule(kernel, variant));
@@ -1244,7 +1311,8 @@ export class ShaderGen {
             w._wasm.set(kernel.wasm[variant], slot);
           }
           const { inst } = slot;
-          const io = inst.layout({ x: x.byteLength, y: 4 * m * w.n }, slot.end);
+          const scratch = kernel.wasm.args.includes('xq') ? { xq: xqBytes(m, w.k, kernel.wasm.layout?.xq_block_bytes) } : {};
+          const io = inst.layout({ x: x.byteLength, y: 4 * m * w.n, ...scratch }, slot.end);
           inst.reserve(io.end);
           inst.write(io.at.x, x);
           inst.call({ ...slot.at, ...io.at }, values);

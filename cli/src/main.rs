@@ -159,8 +159,9 @@ struct EmitArgs {
     /// [default: both]. matvec and matmul have none.
     #[arg(long, value_name = "D,...", value_delimiter = ',', value_parser = whole)]
     head_dim: Vec<u32>,
-    /// Feature tiers, comma separated: base, f16, subgroups, f16-subgroups, as the target
-    /// has them (see `shadergen list`) [default: every tier of the target].
+    /// Feature tiers, comma separated: base, f16, subgroups, f16-subgroups, dot4,
+    /// dot4-subgroups, as the target has them (see `shadergen list`) [default: every tier of
+    /// the target].
     #[arg(long, value_name = "TIER,...", value_delimiter = ',')]
     tier: Vec<String>,
     /// Print no progress lines.
@@ -591,12 +592,22 @@ fn list() -> Result<(), CliError> {
 
     let mut rows = vec![header(&["TIER", "FEATURES", "TOLERANCE"])];
     rows.extend(Tier::ALL.iter().map(|&t| {
-        let features = t.features();
+        let mut features = t.features();
+        if t.dot4() {
+            // A WGSL language feature (navigator.gpu.wgslLanguageFeatures), not a GPUFeatureName.
+            features.push("WGSL packed_4x8_integer_dot_product");
+        }
         let features = if features.is_empty() { "(core WebGPU only)".into() } else { join(features) };
         vec![t.name().into(), features, format!("{:e} relative", t.tolerance())]
     }));
     out.push('\n');
     table(&mut out, "Tiers:", &rows);
+    out.push_str(
+        "  dot4 tiers: matvec over quantized weights quantizes x to int8 per 32-block and sums with\n  \
+         dot4I8Packed (its tolerance is against the reference over those int8 values); other ops\n  \
+         compute as in base (subgroups). Never selected automatically: a host opts in (shadergen.mjs:\n  \
+         allowInt8).\n",
+    );
 
     let mut rows = vec![header(&["OP", "COMPUTES"])];
     rows.extend(Op::ALL.iter().map(|&op| vec![op.name().into(), describe_op(op).into()]));

@@ -1,7 +1,7 @@
 // An independent JS implementation of docs/FORMAT.md (version 1), written from the text
 // alone: f16 conversion, block/plane packing, dequantization and the reference product;
 // the KV cache of §11 (layout, kv-append's bytes and the comparison of a cache's words
-// with them, kv-attend's f64 reference) below. Used by make-sample-cases.mjs and
+// with them, kv-attend's f64 reference) and §12's int8 activations below. Used by make-sample-cases.mjs and
 // check-sample.mjs (the self-test of run-cases.mjs) and by shadergen-mjs.test.mjs.
 
 /** f16 bits (0..0xffff) to a number, exactly (§1). */
@@ -156,6 +156,105 @@ export function checkWorkedExamples() {
   }
   if (f16ToNumber(0x3800) * (3 - 8) !== -2.5) throw new Error('FORMAT.md §10: sym example');
   if (f16ToNumber(0x3c00) * 3 + f16ToNumber(0xc000) !== 1.0) throw new Error('FORMAT.md §10: asym example');
+}
+
+// ---------------------------------------------------------------------------------------
+// §12: int8 activations (the dot4 tiers' matvec). Written from the rule alone: per 32-block,
+// amax = max |x|; below 2^-100 the block is zeros with scale 0; else e = (the f32 exponent
+// field of amax) − 133, one more when amax · 2^−e > 127; q = x · 2^−e rounded half to even;
+// scale 2^e. x is f32 and every step is exact (power-of-two scaling of f32 values, far from
+// f32's range limits), so f64 arithmetic here gives the f32 results.
+
+const f32Bits = (v) => new Uint32Array(Float32Array.of(v).buffer)[0];
+export const X8_TINY = 2 ** -100;
+
+/** Rounds to the nearest integer, ties to even. */
+export function roundHalfEven(v) {
+  const f = Math.floor(v);
+  const d = v - f;
+  if (d > 0.5) return f + 1;
+  if (d < 0.5) return f;
+  return f % 2 === 0 ? f : f + 1;
+}
+
+/** The scale exponent of a block whose largest magnitude is `amax` ≥ 2^-100 (§12). */
+export function x8Exponent(amax) {
+  let e = ((f32Bits(amax) >>> 23) & 0xff) - 133;
+  if (amax * 2 ** -e > 127) e += 1;
+  return e;
+}
+
+/**
+ * Quantizes f32 activations (a multiple of 32 of them) to int8 per 32-block (§12):
+ * `{ codes: Int8Array, scales: Float32Array (one per block), values: Float32Array (codes ·
+ * scale, exact), sums: Int32Array (each block's code sum) }`.
+ */
+export function quantizeX8(x) {
+  if (x.length % 32) throw new Error(`int8 activations come in 32-element blocks, got ${x.length}`);
+  const blocks = x.length / 32;
+  const codes = new Int8Array(x.length);
+  const scales = new Float32Array(blocks);
+  const values = new Float32Array(x.length);
+  const sums = new Int32Array(blocks);
+  for (let b = 0; b < blocks; b++) {
+    let amax = 0;
+    for (let i = 32 * b; i < 32 * b + 32; i++) amax = Math.max(amax, Math.abs(Math.fround(x[i])));
+    if (!(amax >= X8_TINY)) continue; // zeros, scale 0
+    const e = x8Exponent(amax);
+    scales[b] = 2 ** e;
+    for (let i = 32 * b; i < 32 * b + 32; i++) {
+      const q = roundHalfEven(Math.fround(x[i]) * 2 ** -e);
+      if (q < -127 || q > 127) throw new Error(`x[${i}] = ${x[i]} quantizes to ${q}, outside -127..127`);
+      codes[i] = q;
+      values[i] = q * 2 ** e;
+      sums[b] += q;
+    }
+  }
+  return { codes, scales, values, sums };
+}
+
+/**
+ * The `xq` scratch words the dot4 kernels' first pass writes (the manifest's binding: 48 bytes
+ * per 32-block: the int8 codes in 8 words, element e in byte e % 4 of word e / 4, then the f32
+ * scale's bits and the i32 code sum; the last two words are padding and not returned here):
+ * 10 words per block.
+ */
+export function x8Words(q) {
+  const blocks = q.scales.length;
+  const out = new Uint32Array(10 * blocks);
+  for (let b = 0; b < blocks; b++) {
+    for (let e = 0; e < 32; e++) out[10 * b + (e >> 2)] |= (q.codes[32 * b + e] & 0xff) << (8 * (e & 3));
+    out[10 * b + 8] = f32Bits(q.scales[b]);
+    out[10 * b + 9] = q.sums[b] >>> 0;
+  }
+  return out;
+}
+
+/** Checks of the §12 rule on values it pins down; throws on a mismatch. */
+export function checkX8Examples() {
+  const block = (head) => Float32Array.from({ length: 32 }, (_, i) => head[i] ?? 0);
+  const cases = [
+    // amax 100: e = 0 (scale 1); ties to even: 2.5 → 2, −3.5 → −4, 0.5 → 0, −0.5 → −0, 1.5 → 2.
+    [block([100, 2.5, -3.5, 0.5, -0.5, 1.5, 126.5]), 1, [100, 2, -4, 0, 0, 2, 126]],
+    // amax 127: still e = 0; 127.5 needs e = 1 (scale 2): 127.5/2 = 63.75 → 64, 3 → 1.5 → 2.
+    [block([127, -127, 1]), 1, [127, -127, 1]],
+    [block([127.5, 3, -5]), 2, [64, 2, -2]],
+    // amax 64 (exponent field 133): e = 0.
+    [block([-64, 1.25]), 1, [-64, 1]],
+    // amax 1: e = −6 (scale 1/64): 1 → 64, 1/128 = 0.5 → 0 (tie), 3/128 → 1.5 → 2.
+    [block([1, 1 / 128, 3 / 128]), 2 ** -6, [64, 0, 2]],
+    // Below 2^-100: zeros, scale 0; exactly 2^-100 is quantized.
+    [block([2 ** -101, -(2 ** -101)]), 0, [0, 0]],
+    [block([2 ** -100]), 2 ** -106, [64]],
+    [block([]), 0, []],
+  ];
+  for (const [x, scale, head] of cases) {
+    const q = quantizeX8(x);
+    const codes = [...q.codes.slice(0, head.length)];
+    if (q.scales[0] !== scale || codes.join() !== head.join() || q.codes.slice(head.length).some((c) => c !== 0)) {
+      throw new Error(`§12 block ${[...x.slice(0, 4)]}: scale ${q.scales[0]} codes ${codes}, want scale ${scale} codes ${head}`);
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -6,8 +6,9 @@
 // manifest's tolerance relative to Σ|terms| (codegen/src/reference.rs); the KV cache (§11)
 // word for word against kvAppend's cache after the same appends (exact on WebAssembly; on
 // WebGPU a code may be its near-tie neighbour, kvCompare), attention against kvAttention
-// within the tolerance relative to §11.4's magnitude. Selection is checked against
-// tests/caps/*.json.
+// within the tolerance relative to §11.4's magnitude; the dot4 tiers' matvec (opt-in:
+// allowInt8) against the reference over format.mjs's int8 activations (§12), and its first
+// pass's scratch word for word. Selection is checked against tests/caps/*.json.
 //
 //   cargo build -p shadergen && node --test tests/node/shadergen-mjs.test.mjs
 //
@@ -22,7 +23,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { kvAppend, kvAttention, kvCompare, kvEmpty, kvLayout, packF16, packMatrix, reference } from './format.mjs';
+import { checkX8Examples, kvAppend, kvAttention, kvCompare, kvEmpty, kvLayout, packF16, packMatrix, quantizeX8, reference, x8Words } from './format.mjs';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BIN = process.env.SHADERGEN_BIN ? path.resolve(process.env.SHADERGEN_BIN) : path.join(REPO, 'target', 'debug', 'shadergen');
@@ -389,10 +390,10 @@ test('the selection rule (docs/CAPS.md §3) on synthetic reports', () => {
   assert.deepEqual(pick(report({ features: ['shader-f16'] }), 'kv-attend/4/32/asym/64', { allowF16: true }), {
     family: 'kv-attend/4/32/asym/64', kernel: 'kv_attend_q4g32a_d64_f16', backend: 'webgpu', tier: 'f16', reason: 'adapter has shader-f16, f16 allowed; no subgroups',
   });
-  // matmul's 8448 bytes of workgroup storage over a 6000-byte adapter: WebAssembly, saying why.
+  // matmul's 16384 bytes of workgroup storage over a 6000-byte adapter: WebAssembly, saying why.
   const small = pick(report({ features: ['subgroups'], limits: { maxComputeWorkgroupStorageSize: 6000 } }), 'matmul/4/32/sym');
   assert.equal(small.backend, 'wasm-simd');
-  assert.match(small.reason, /^no runnable WebGPU kernel \(adapter has subgroups; no shader-f16; matmul_q4g32s_subgroups: workgroup storage 8448 > 6000; matmul_q4g32s_base: workgroup storage 8448 > 6000\)$/);
+  assert.match(small.reason, /^no runnable WebGPU kernel \(adapter has subgroups; no shader-f16; matmul_q4g32s_subgroups: workgroup storage 16384 > 6000; matmul_q4g32s_base: workgroup storage 16384 > 6000\)$/);
   // A kernel over the invocation limit is passed over for a poorer tier that fits.
   const big = JSON.parse(JSON.stringify(manifest));
   big.kernels.find((k) => k.name === 'matvec_q4g32s_subgroups').workgroup_size = [512, 1, 1];
@@ -710,4 +711,298 @@ test('bad input gets typed errors naming the value', async () => {
   }
   await assert.rejects(sg.matvec(sg, new Float32Array(1)), (e) => e.code === 'destroyed');
   assert.throws(() => sg.upload(makeWeights(WEIGHT_FORMATS[0], 8, 64, 2)), (e) => e.code === 'destroyed');
+});
+
+// ---------------------------------------------------------------------------------------
+// int8 activations (docs/FORMAT.md §12): the dot4 tiers' matvec, opt-in with allowInt8
+
+const INT8_FORMATS = [2, 3, 4, 8].flatMap((bits) =>
+  ['sym', 'asym'].flatMap((scheme) => [32, 64].map((group_size) => ({ bits, group_size, scheme }))),
+);
+let int8Pkgs; // { all: every tier of chrome, noDot4Subgroups: base, subgroups and dot4 only }
+
+/** Packages of matvec (and matmul, to see it unaffected) at 2/3/4/8 bits, made on first use. */
+function int8Packages() {
+  if (!int8Pkgs) {
+    const args = ['--target', 'chrome', '--ops', 'matvec,matmul', '--bits', '2,3,4,8', '--group', '32,64'];
+    int8Pkgs = { all: path.join(tmp, 'int8-all'), noDot4Subgroups: path.join(tmp, 'int8-dot4') };
+    emit(int8Pkgs.all, args);
+    emit(int8Pkgs.noDot4Subgroups, [...args, '--tier', 'base,subgroups,dot4']);
+  }
+  return int8Pkgs;
+}
+
+/**
+ * Activations that exercise §12: a block of ties at scale 1 (amax 100: 2.5 → 2, −3.5 → −4,
+ * 0.5 → 0), a block of zeros, a block below 2^-100 (zeros too), amax 127.5 (scale 2), a
+ * negative amax, then random blocks of spreads from 1e-3 to 1e3.
+ */
+function int8Input(k, seed) {
+  const rand = rng(seed);
+  const x = new Float32Array(k);
+  const blocks = k / 32;
+  for (let b = 0; b < blocks; b++) {
+    const at = 32 * b;
+    const spread = [1e-3, 1, 30, 1e3][b % 4];
+    for (let i = 0; i < 32; i++) {
+      switch (b) {
+        case 0:
+          x[at + i] = i === 0 ? 100 : i < 4 ? [2.5, -3.5, 0.5][i - 1] : i % 2 ? Math.floor(rand() * 41) - 20 + 0.5 : (rand() * 2 - 1) * 90;
+          break;
+        case 1:
+          x[at + i] = 0;
+          break;
+        case 2:
+          x[at + i] = (rand() * 2 - 1) * 2 ** -101;
+          break;
+        case 3:
+          x[at + i] = i === 7 ? 127.5 : (rand() * 2 - 1) * 127;
+          break;
+        case 4:
+          x[at + i] = i === 31 ? -200 : (rand() * 2 - 1) * 150;
+          break;
+        default:
+          x[at + i] = (rand() * 2 - 1) * spread;
+      }
+    }
+  }
+  return x;
+}
+
+/** How many outputs of `got` are outside `tolerance` of `ref` (relative to its magnitude). */
+function outside(got, { want, magnitude }, tolerance) {
+  let n = 0;
+  for (let i = 0; i < want.length; i++) if (!(Math.abs(got[i] - want[i]) <= tolerance * magnitude[i] + TINY)) n++;
+  return n;
+}
+
+/**
+ * matvec of every INT8_FORMATS format on `sg`, which must run int8-activation kernels of
+ * `tier` on WebGPU: within the kernel's tolerance of the reference over §12's int8 values,
+ * and measurably not the f32-activation product.
+ */
+async function checkInt8Matvec(sg, tier, label, shapes = [[37, 256]]) {
+  for (const [i, format] of INT8_FORMATS.entries()) {
+    const choice = sg.backendFor('matvec', format);
+    assert.equal(choice.backend, 'webgpu', `${label}: ${JSON.stringify(format)}: ${choice.reason}`);
+    assert.equal(choice.tier, tier, `${label}: ${JSON.stringify(format)}: ${choice.reason}`);
+    const kernel = sg.manifest.kernels.find((k) => k.name === choice.kernel);
+    assert.equal(kernel.activations, 'int8', kernel.name);
+    assert.deepEqual(kernel.wgsl_language_features, ['packed_4x8_integer_dot_product'], kernel.name);
+    for (const [n, k] of shapes) {
+      const data = makeWeights(format, n, k, 700 + i);
+      const w = sg.upload(data);
+      for (const seed of [800 + i, 900 + i]) {
+        const x = int8Input(k, seed);
+        const before = sg.calls.webgpu;
+        const y = await sg.matvec(w, x);
+        assert.equal(sg.calls.webgpu, before + 1, `${label}: counted on webgpu`);
+        const q = quantizeX8(x);
+        const what = `${label} ${kernel.name} N=${n} K=${k} seed ${seed}`;
+        assertClose(y, reference(format, data, q.values, 1, n, k), kernel.tolerance, `${what} (reference over int8 x)`);
+        assert.ok(outside(y, reference(format, data, x, 1, n, k), kernel.tolerance) > 0, `${what}: the result is the f32-activation product, not int8's`);
+      }
+      sg.release(w);
+    }
+  }
+}
+
+test('int8 activations (docs/FORMAT.md §12): format.mjs agrees with the rule on pinned values', () => {
+  checkX8Examples();
+  const q = quantizeX8(int8Input(256, 1));
+  assert.deepEqual([...q.codes.slice(0, 4)], [100, 2, -4, 0], 'ties to even at scale 1');
+  assert.deepEqual([q.scales[1], q.scales[2], q.scales[3], q.scales[4]], [0, 0, 2, 2]);
+  assert.ok(q.codes.slice(32, 96).every((c) => c === 0), 'the zero and the tiny block quantize to zeros');
+});
+
+test('selection with allowInt8 (docs/CAPS.md §3): dot4 tiers only on request, with the language feature', () => {
+  const { selectKernels, TIERS, TARGET_TIERS } = mod;
+  assert.deepEqual(TIERS, ['base', 'f16', 'subgroups', 'f16-subgroups', 'dot4', 'dot4-subgroups']);
+  assert.deepEqual(TARGET_TIERS.firefox, ['base', 'f16', 'dot4']);
+  assert.deepEqual(TARGET_TIERS.safari, ['base', 'f16', 'dot4']);
+  const manifest = JSON.parse(fs.readFileSync(path.join(int8Packages().all, 'manifest.json'), 'utf8'));
+  const dot4 = (caps) => ({ ...caps, webgpu: caps.webgpu && { ...caps.webgpu, wgsl_language_features: ['packed_4x8_integer_dot_product'] } });
+  const pick = (caps, family, options) => selectKernels(manifest, caps, options).find((c) => c.family === family);
+  const sub = report({ features: ['subgroups'] });
+  // Without the option nothing changes, whatever the adapter's WGSL has.
+  for (const caps of [sub, dot4(sub)]) {
+    assert.deepEqual(selectKernels(manifest, caps), selectKernels(manifest, sub));
+    assert.equal(pick(caps, 'matvec/4/32/sym').kernel, 'matvec_q4g32s_subgroups');
+  }
+  // With it: matvec over quantized weights takes dot4-subgroups (or dot4 without subgroups).
+  assert.deepEqual(pick(dot4(sub), 'matvec/4/32/sym', { allowInt8: true }), {
+    family: 'matvec/4/32/sym', kernel: 'matvec_q4g32s_dot4_subgroups', backend: 'webgpu', tier: 'dot4-subgroups',
+    reason: 'adapter has packed_4x8_integer_dot_product, int8 allowed; adapter has subgroups; no shader-f16',
+  });
+  assert.equal(pick(dot4(report()), 'matvec/2/64/asym', { allowInt8: true }).kernel, 'matvec_q2g64a_dot4');
+  // f16 allowed as well: int8 still wins (dot4 tiers are the richest).
+  assert.equal(pick(dot4(report({ features: ['subgroups', 'shader-f16'] })), 'matvec/8/32/asym', { allowInt8: true, allowF16: true }).tier, 'dot4-subgroups');
+  // Other ops compute the same at dot4 tiers (f32 activations): unchanged.
+  for (const c of selectKernels(manifest, dot4(sub), { allowInt8: true })) {
+    if (c.family.startsWith('matvec/')) assert.equal(c.tier, 'dot4-subgroups', c.family);
+    else assert.equal(c.tier, 'subgroups', c.family);
+  }
+  // No language feature (or a report without the field): the tiers below, saying why.
+  const without = pick(sub, 'matvec/4/32/sym', { allowInt8: true });
+  assert.equal(without.kernel, 'matvec_q4g32s_subgroups');
+  assert.equal(without.reason, 'adapter has subgroups; no shader-f16; no packed_4x8_integer_dot_product');
+  const noField = { ...sub, webgpu: { ...sub.webgpu } };
+  delete noField.webgpu.wgsl_language_features;
+  assert.equal(pick(noField, 'matvec/4/32/sym', { allowInt8: true }).kernel, 'matvec_q4g32s_subgroups');
+  // Fallback as for every tier: a dot4-subgroups kernel that cannot run gives dot4, then subgroups.
+  const big = JSON.parse(JSON.stringify(manifest));
+  big.kernels.find((k) => k.name === 'matvec_q4g32s_dot4_subgroups').workgroup_size = [512, 1, 1];
+  const fits = selectKernels(big, dot4(sub), { allowInt8: true }).find((c) => c.family === 'matvec/4/32/sym');
+  assert.equal(fits.kernel, 'matvec_q4g32s_dot4');
+  assert.match(fits.reason, /but matvec_q4g32s_dot4_subgroups: workgroup invocations 512 > 256/);
+  big.kernels.find((k) => k.name === 'matvec_q4g32s_dot4').workgroup_storage_bytes = 1 << 20;
+  assert.equal(selectKernels(big, dot4(sub), { allowInt8: true }).find((c) => c.family === 'matvec/4/32/sym').kernel, 'matvec_q4g32s_subgroups');
+  // A kernel that declares a language feature the report lacks is not runnable.
+  assert.equal(mod.notRunnable(manifest.kernels.find((k) => k.name === 'matvec_q4g32s_dot4'), sub.webgpu), 'no WGSL language feature packed_4x8_integer_dot_product');
+  // WebAssembly stands for the family with its poorest tier's twin, as before.
+  assert.equal(pick(report({ webgpu: false }), 'matvec/4/32/sym', { allowInt8: true }).kernel, 'matvec_q4g32s_base');
+  // A package without dot4 tiers (generic) or a target without them: the usual answer.
+  const generic = { ...manifest, target: 'generic', kernels: manifest.kernels.filter((k) => k.tier === 'base' || k.tier === 'f16') };
+  assert.equal(selectKernels(generic, dot4(sub), { allowInt8: true })[0].tier, 'base');
+});
+
+test('int8-activation matvec on WebGPU (Dawn): bits 2, 3, 4, 8, sym and asym, dot4-subgroups and dot4', async (t) => {
+  const gpu = requireDawn(t);
+  if (!gpu) return;
+  const { all, noDot4Subgroups } = int8Packages();
+  const sg = await ShaderGen.load(all, { gpu, allowInt8: true });
+  try {
+    assert.ok(sg.caps.webgpu.wgsl_language_features.includes('packed_4x8_integer_dot_product'), `Dawn's WGSL: ${sg.caps.webgpu.wgsl_language_features}`);
+    assert.deepEqual(sg.deviceDescriptor.requiredFeatures, ['subgroups']);
+    // K = 2112: 66 blocks, two workgroups of the quantize pass.
+    await checkInt8Matvec(sg, 'dot4-subgroups', 'dawn', [[37, 256], [5, 2112]]);
+    // matmul is unaffected by the option.
+    assert.equal(sg.backendFor('matmul', INT8_FORMATS[0]).tier, 'subgroups');
+  } finally {
+    sg.destroy();
+  }
+  const sg2 = await ShaderGen.load(noDot4Subgroups, { gpu, allowInt8: true });
+  try {
+    assert.match(sg2.backendFor('matvec', INT8_FORMATS[0]).reason, /no dot4-subgroups kernel in the package/);
+    await checkInt8Matvec(sg2, 'dot4', 'dawn dot4');
+  } finally {
+    sg2.destroy();
+  }
+});
+
+test("a dot4 kernel's quantize pass, where it has one, writes format.mjs's int8 blocks word for word (Dawn)", async (t) => {
+  const gpu = requireDawn(t);
+  if (!gpu) return;
+  const dir = int8Packages().noDot4Subgroups;
+  const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
+  const kernel = manifest.kernels.find((k) => k.name === 'matvec_q4g32a_dot4');
+  // The kernel quantizes x either in a first pass into an `xq` binding (checked here), or
+  // inside its one pass (seen only through the results, checked above).
+  const xq = kernel.bindings.find((b) => b.name === 'xq');
+  const quantize = (kernel.dispatch.passes ?? []).find((p) => p.entry_point.endsWith('_quantize_x'));
+  if (!xq || !quantize) {
+    t.skip(`${kernel.name} quantizes x inside its one pass: no xq binding to read`);
+    return;
+  }
+  assert.equal(kernel.dispatch.passes[0], quantize, 'the quantize pass is the first');
+  assert.deepEqual(kernel.dispatch.workgroups, quantize.workgroups, 'dispatch.workgroups is the first pass');
+  assert.deepEqual([xq.binding, xq.access, xq.type], [6, 'read_write', 'array<vec4<u32>>']);
+  const adapter = await gpu.requestAdapter();
+  const device = await adapter.requestDevice();
+  const timer = setInterval(() => {}, 1000);
+  try {
+    const module = device.createShaderModule({ code: fs.readFileSync(path.join(dir, kernel.wgsl), 'utf8') });
+    const types = { uniform: 'uniform', read: 'read-only-storage', read_write: 'storage' };
+    const layout = device.createBindGroupLayout({ entries: kernel.bindings.map((b) => ({ binding: b.binding, visibility: 4, buffer: { type: types[b.access] } })) });
+    const pipeline = await device.createComputePipelineAsync({
+      layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+      compute: { module, entryPoint: quantize.entry_point },
+    });
+    for (const k of [256, 4160]) {
+      const x = int8Input(k, 31 + k);
+      const want = x8Words(quantizeX8(x));
+      const blocks = k / 32;
+      const buffer = (size, usage, data) => {
+        const b = device.createBuffer({ size: Math.max(16, size), usage });
+        if (data) device.queue.writeBuffer(b, 0, data);
+        return b;
+      };
+      const params = buffer(16, 64 | 8, new Uint32Array([1, 4, k, 0]));
+      const xs = buffer(4 * k, 128 | 8, x);
+      const scratch = buffer(48 * blocks, 128 | 4);
+      // weights, scales, mins and y are the other pass's: small buffers of their own.
+      const resources = { params, x: xs, xq: scratch };
+      const bind = device.createBindGroup({ layout, entries: kernel.bindings.map((b) => ({ binding: b.binding, resource: { buffer: resources[b.name] ?? buffer(16, 128) } })) });
+      const read = buffer(48 * blocks, 1 | 8);
+      const enc = device.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bind);
+      pass.dispatchWorkgroups(...quantize.workgroups.map((e) => mod.compileExpression(e)({ M: 1, N: 4, K: k })));
+      pass.end();
+      enc.copyBufferToBuffer(scratch, 0, read, 0, 48 * blocks);
+      device.queue.submit([enc.finish()]);
+      await read.mapAsync(1);
+      const words = new Uint32Array(read.getMappedRange().slice(0));
+      read.unmap();
+      const bad = [];
+      for (let b = 0; b < blocks; b++) {
+        for (let j = 0; j < 10; j++) if (words[12 * b + j] !== want[10 * b + j]) bad.push(`block ${b} word ${j}: 0x${words[12 * b + j].toString(16)}, want 0x${want[10 * b + j].toString(16)}`);
+      }
+      assert.deepEqual(bad.slice(0, 8), [], `K=${k}: ${bad.length} words differ`);
+    }
+  } finally {
+    clearInterval(timer);
+    device.destroy();
+  }
+});
+
+test('allowInt8 falls back as the other tiers do: no language feature, a lost device', async (t) => {
+  const gpu = requireDawn(t);
+  if (!gpu) return;
+  const dir = int8Packages().all;
+  const format = { bits: 4, group_size: 32, scheme: 'sym' };
+  const data = makeWeights(format, 37, 256, 41);
+  const x = int8Input(256, 42);
+  const f32 = reference(format, data, x, 1, 37, 256);
+  // An adapter whose WGSL lacks packed_4x8_integer_dot_product (and one whose list cannot be read).
+  const hide = (features) => ({
+    requestAdapter: (options) => gpu.requestAdapter(options),
+    get wgslLanguageFeatures() {
+      if (features === null) throw new Error('unreadable');
+      return new Set(features);
+    },
+  });
+  for (const wrapped of [hide([]), hide(null)]) {
+    const sg = await ShaderGen.load(dir, { gpu: wrapped, allowInt8: true });
+    try {
+      assert.deepEqual(sg.caps.webgpu.wgsl_language_features, []);
+      const choice = sg.backendFor('matvec', format);
+      assert.equal(choice.tier, 'subgroups', choice.reason);
+      assert.match(choice.reason, /no packed_4x8_integer_dot_product/);
+      assertClose(await sg.matvec(sg.upload(data), x), f32, 1e-5, 'matvec without the language feature');
+    } finally {
+      sg.destroy();
+    }
+  }
+  // Options are checked.
+  await assert.rejects(ShaderGen.load(dir, { gpu: null, allowInt8: 'yes' }), (e) => e.code === 'invalid-argument' && e.value === 'yes' && /allowInt8/.test(e.message));
+  // A device lost during an int8 matvec: the call re-runs on the family's WebAssembly twin (f32 activations).
+  const sg = await ShaderGen.load(dir, { gpu, allowInt8: true });
+  try {
+    const w = sg.upload(data);
+    assertClose(await sg.matvec(w, x), reference(format, data, quantizeX8(x).values, 1, 37, 256), 1e-5, 'int8 before the loss');
+    const pending = sg.matvec(w, x);
+    sg.device.destroy();
+    const out = await pending;
+    const choice = sg.backendFor('matvec', format);
+    assert.equal(choice.backend, 'wasm-simd');
+    const twin = sg.manifest.kernels.find((k) => k.name === choice.kernel);
+    assert.equal(twin.name, 'matvec_q4g32s_base');
+    assertClose(out, f32, twin.wasm.tolerance, 'the call the loss interrupted, on the twin of the family (WebAssembly)');
+    assertClose(await sg.matvec(w, x), f32, twin.wasm.tolerance, 'a later call');
+    assert.deepEqual(sg.calls, { webgpu: 1, 'wasm-simd': 2, 'wasm-scalar': 0 });
+  } finally {
+    sg.destroy();
+  }
 });

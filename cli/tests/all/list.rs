@@ -13,7 +13,16 @@ fn list_mentions_every_target_tier_and_op() {
             "no line for {target}:\n{text}"
         );
     }
-    for tier in ["base", "f16", "subgroups", "f16-subgroups", "shader-f16"] {
+    for tier in [
+        "base",
+        "f16",
+        "subgroups",
+        "f16-subgroups",
+        "dot4",
+        "dot4-subgroups",
+        "shader-f16",
+        "packed_4x8_integer_dot_product",
+    ] {
         assert!(text.contains(tier), "{tier} missing:\n{text}");
     }
     for op in ["matvec", "matmul", "kv-append", "kv-attend"] {
@@ -27,7 +36,11 @@ fn list_mentions_every_target_tier_and_op() {
     // The firefox row's tier column names its tiers, and only those.
     let firefox = text.lines().find(|l| l.trim_start().starts_with("firefox ")).unwrap();
     let columns: Vec<&str> = firefox.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
-    assert_eq!(columns[..3], ["firefox", "naga", "base, f16"], "{firefox}");
+    assert_eq!(columns[..3], ["firefox", "naga", "base, f16, dot4"], "{firefox}");
+    // dot4 tiers need a WGSL language feature, not a GPUFeatureName, and are opt-in.
+    let dot4 = text.lines().find(|l| l.trim_start().starts_with("dot4 ")).expect("a dot4 tier line");
+    assert!(dot4.contains("WGSL packed_4x8_integer_dot_product"), "{dot4}");
+    assert!(text.contains("Never selected automatically"), "{text}");
 }
 
 #[test]
