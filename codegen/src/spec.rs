@@ -213,9 +213,9 @@ impl Tuning {
             // 64 invocations (two Metal SIMD-groups) x 4 rows: each invocation reuses every
             // x load for 4 rows; the reduction array is 4*64 f32 = 1 KiB.
             Op::Matvec => Tuning { workgroup_size: 64, rows_per_workgroup: 4, tile_m: 1, tile_n: 4, chunk: 0 },
-            // 8x8 invocations, each a 4x4 block of a 32x32 tile: 2 x 32x33 f32 tiles = 8.25 KiB
-            // of workgroup memory, inside the 16 KiB every target may assume.
-            Op::Matmul => Tuning { workgroup_size: 64, rows_per_workgroup: 0, tile_m: 32, tile_n: 32, chunk: 0 },
+            // 16x8 invocations, each a 4x8 block of a 64x64 tile: one 32-block of K of the X
+            // and the W tile, 2 x 32x64 f32 = 16 KiB of workgroup memory (the spec default).
+            Op::Matmul => Tuning { workgroup_size: 128, rows_per_workgroup: 0, tile_m: 64, tile_n: 64, chunk: 0 },
             // One workgroup per (KV head, tensor); invocations take (token, group) items.
             Op::KvAppend => Tuning { workgroup_size: 64, rows_per_workgroup: 0, tile_m: 0, tile_n: 0, chunk: 0 },
             // One workgroup per (KV head, split): 64 invocations score 64 tokens at a time for

@@ -464,7 +464,11 @@ fn emit_dot4(spec: &KernelSpec) -> Result<Wasm, WasmError> {
         log2_bpg: bpg.trailing_zeros(),
         zero_point: f.zero_point(),
         rows4,
-        pool: pool.iter().enumerate().map(|(i, v)| format!("    (v128.store offset={} (i32.const 0) {v})\n", 16 * i)).collect(),
+        pool: pool
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("    (v128.store offset={} (i32.const 0) {v})\n", 16 * i))
+            .collect(),
         row_offsets: ROW_OFFSETS,
         row_sums: ROW_SUMS,
         c7fff,
@@ -542,7 +546,9 @@ fn dot4_simd_codes(bits: u32, ptr: &str) -> (String, [String; 4], [[u32; 8]; 4],
         8 => {
             // Byte 2j of a 16-byte half is element 2j (the low byte of i16 lane j), byte
             // 2j + 1 element 2j + 1 (the high byte).
-            pre += &format!("{IND}  (local.set $v (v128.load {ptr}))\n{IND}  (local.set $u (v128.load offset=16 {ptr}))\n");
+            pre += &format!(
+                "{IND}  (local.set $v (v128.load {ptr}))\n{IND}  (local.set $u (v128.load offset=16 {ptr}))\n"
+            );
             let lo = |v: &str| and(v, [0xff; 8]);
             let hi = |v: &str| format!("(i16x8.shr_u (local.get {v}) (i32.const 8))");
             ([lo("$v"), lo("$u"), hi("$v"), hi("$u")], [[1; 8]; 4], 0)
@@ -621,10 +627,14 @@ fn dot4_x_stores(scales: [[u32; 8]; 4]) -> String {
     let even = "0 1 4 5 8 9 12 13 16 17 20 21 24 25 28 29";
     let odd = "2 3 6 7 10 11 14 15 18 19 22 23 26 27 30 31";
     let mut out = String::new();
-    for (v, (lanes, src)) in
-        [(even, "$v0) (local.get $v1"), (even, "$v2) (local.get $v3"), (odd, "$v0) (local.get $v1"), (odd, "$v2) (local.get $v3")]
-            .into_iter()
-            .enumerate()
+    for (v, (lanes, src)) in [
+        (even, "$v0) (local.get $v1"),
+        (even, "$v2) (local.get $v3"),
+        (odd, "$v0) (local.get $v1"),
+        (odd, "$v2) (local.get $v3"),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let mut value = format!("(i8x16.shuffle {lanes} (local.get {src}))");
         if scales[v] != [1; 8] {
@@ -642,7 +652,8 @@ fn dot4_scalar_lanes(spec: &KernelSpec) -> String {
     for l in 0..4u32 {
         let mut sum = String::new();
         for (i, e) in (4 * l..4 * l + 4).chain(16 + 4 * l..16 + 4 * l + 4).enumerate() {
-            let term = format!("(i32.mul {} (i32.load8_s offset={e} (local.get $qa)))", scalar_code(spec.format.bits(), e));
+            let term =
+                format!("(i32.mul {} (i32.load8_s offset={e} (local.get $qa)))", scalar_code(spec.format.bits(), e));
             sum = if i == 0 { term } else { format!("(i32.add {sum}\n{IND}    {term})") };
         }
         out += &format!("{IND}(local.set $d{l} {sum})\n");

@@ -516,24 +516,3 @@ pub(crate) fn quad_codes(bits: u32, quad: QuadAt) -> String {
     }
     parts.join(" | ")
 }
-
-/// For plane-packed formats: a WGSL expression for the code of element `e` (a u32
-/// variable) of the block starting at word `wb`.
-pub(crate) fn element_code(bits: u32, array: &str) -> String {
-    let mut parts = Vec::new();
-    let (mut word0, mut low) = (0u32, 0u32);
-    for &p in planes(bits) {
-        let bytes = 4 * p;
-        let mask = (1u32 << p) - 1;
-        let mut e = format!(
-            "(({array}[wb + {word0}u + (e % {bytes}u) / 4u] >> (8u * (e % 4u) + {p}u * (e / {bytes}u))) & {mask}u)"
-        );
-        if low != 0 {
-            e = format!("({e} << {low}u)");
-        }
-        parts.push(e);
-        word0 += p;
-        low += p;
-    }
-    parts.join(" | ")
-}

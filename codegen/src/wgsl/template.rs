@@ -1,8 +1,8 @@
 //! Template contexts: every number and expression the templates print is computed here.
 
-use super::{Binding, QuadAt, bindings, block_constants, element_code, quad_codes};
+use super::{Binding, QuadAt, bindings, block_constants, quad_codes};
 use crate::profile::Dialect;
-use crate::spec::{KernelSpec, Op, Scheme};
+use crate::spec::{BLOCK, KernelSpec, Op, Scheme};
 use askama::Template;
 
 /// One quad (four consecutive elements) of a block, for matvec's unrolled inner product.
@@ -30,14 +30,10 @@ pub(crate) struct Context {
     /// Zero point as an f32 literal (matmul dequantizes in f32 before storing the tile).
     pub zero32: String,
     pub quads: Vec<Quad>,
-    /// matmul: the code of element `e` of the block at word `wb`.
-    pub element_code: String,
     /// Sizes of workgroup arrays, as literals (Safari mishandles override-sized ones).
     pub partials_len: u32,
-    pub tile_len: u32,
-    pub tile_m: u32,
-    pub tile_n: u32,
-    pub stride: u32,
+    /// matmul's tiling (unused by matvec).
+    pub mm: MatmulTile,
 }
 
 impl Context {
@@ -75,11 +71,6 @@ impl Context {
             .collect();
         let (block_words, blocks_per_group) = block_constants(spec);
         let t = spec.tuning;
-        assert!(
-            spec.op == Op::Matvec || (t.tile_m == 32 && t.tile_n == 32 && t.workgroup_size == 64),
-            "matmul template is an 8x8 grid of 4x4 micro-tiles"
-        );
-        let stride = 33; // 32 + 1: neighbouring rows of a tile start in different banks
         let scheme = f.describe();
         Context {
             name: spec.name(),
@@ -102,14 +93,145 @@ impl Context {
 
             zero32: format!("{}.0", f.zero_point()),
             quads,
-            element_code: if f.is_f16() { String::new() } else { element_code(f.bits(), "weights") },
             partials_len: t.rows_per_workgroup * t.workgroup_size,
-            tile_len: t.tile_m.max(t.tile_n) * stride,
-            tile_m: t.tile_m,
-            tile_n: t.tile_n,
-            stride,
+            mm: MatmulTile::new(spec),
         }
     }
+}
+
+/// One multiply-add chain of a matmul micro-tile: output row `row`, columns `col .. col+3`
+/// (offsets inside the tile), summing `x * w` over k.
+pub(crate) struct MatmulAcc {
+    pub name: String,
+    /// The X value (a component of a staged vec4 of four rows) and the W vec4 (four columns).
+    pub x: String,
+    pub w: String,
+    pub row: String,
+    pub col: String,
+}
+
+/// matmul's tiling: a workgroup's `tm x tn` tile of Y as a `ty x tx` grid of `rm x rn`
+/// micro-tiles, one per invocation, with X and W staged one 32-block of K at a time.
+#[derive(Default)]
+pub(crate) struct MatmulTile {
+    pub tm: u32,
+    pub tn: u32,
+    pub rm: u32,
+    pub rn: u32,
+    pub tx: u32,
+    pub ty: u32,
+    pub xs_len: u32,
+    pub ws_len: u32,
+    pub bytes: u32,
+    /// Index offsets (after `ty` / `tx`) of the vec4s of X and of W an invocation loads per k.
+    pub x_loads: Vec<String>,
+    pub w_loads: Vec<String>,
+    pub loads_per_k: u32,
+    pub fmas_per_k: u32,
+    pub accs: Vec<MatmulAcc>,
+    /// Offsets after `lid` of the staging tasks of one invocation, and whether the last
+    /// round has invocations without a task.
+    pub rounds: Vec<String>,
+    pub task_guard: bool,
+    /// The words (one per bit plane, as a `vec2<u32>`) holding the codes of quad `qq` of the
+    /// block at word `wb` of `weights`, and the u32 whose bytes are those codes, from the
+    /// words `lo`, `hi`.
+    pub quad_words: String,
+    pub quad_code: String,
+}
+
+impl MatmulTile {
+    fn new(spec: &KernelSpec) -> MatmulTile {
+        let t = spec.tuning;
+        let (tm, tn, wg) = (t.tile_m, t.tile_n, t.workgroup_size);
+        if spec.op != Op::Matmul {
+            return MatmulTile::default();
+        }
+        // Micro-tiles of 4x4, 4x8 or 8x8 outputs: vec4 loads of four rows (X) and four
+        // columns (W) at one k, each reused 4 or 8 times from registers.
+        let per = (tm * tn).checked_div(wg).unwrap_or(0);
+        let (rm, rn) = match per {
+            16 => (4, 4),
+            32 => (4, 8),
+            64 => (8, 8),
+            _ => panic!("matmul micro-tile of {per} outputs: tile_m x tile_n / workgroup_size must be 16, 32 or 64"),
+        };
+        // Staging maps eight consecutive tasks to eight consecutive quads of rows.
+        assert!(
+            tm % 32 == 0 && tn % 32 == 0 && (tm * tn) % wg == 0 && tn % rn == 0 && tm % rm == 0,
+            "matmul tile {tm}x{tn} with {wg} invocations"
+        );
+        let (tx, ty) = (tn / rn, tm / rm);
+        // Quad a of a micro-tile's rows (or columns) is `step` quads after quad 0.
+        let offset = |a: u32, step: u32| if a == 0 { String::new() } else { format!(" + {}u", a * step) };
+        let quad =
+            |t: &str, a: u32, step: u32| if a == 0 { t.to_string() } else { format!("({t}{})", offset(a, step)) };
+        let mut accs = Vec::new();
+        for a in 0..rm / 4 {
+            for i in 0..4 {
+                for b in 0..rn / 4 {
+                    accs.push(MatmulAcc {
+                        name: format!("{}_{b}", 4 * a + i),
+                        x: format!("xa{a}.{}", ["x", "y", "z", "w"][i as usize]),
+                        w: format!("wb{b}"),
+                        row: format!("4u * {} + {i}u", quad("ty", a, ty)),
+                        col: format!("4u * {}", quad("tx", b, tx)),
+                    });
+                }
+            }
+        }
+        let scalar = if spec.profile.tier.shader_f16() { 2 } else { 4 };
+        let f = spec.format;
+        let tasks = 2 * (tm + tn);
+        let (quad_words, quad_code) = if f.is_f16() { Default::default() } else { matmul_quad(f.bits()) };
+        MatmulTile {
+            tm,
+            tn,
+            rm,
+            rn,
+            tx,
+            ty,
+            xs_len: BLOCK * tm / 4,
+            ws_len: BLOCK * tn / 4,
+            bytes: BLOCK * (tm + tn) * scalar,
+            x_loads: (0..rm / 4).map(|a| offset(a, ty)).collect(),
+            w_loads: (0..rn / 4).map(|b| offset(b, tx)).collect(),
+            loads_per_k: (rm + rn) / 4,
+            fmas_per_k: rm * rn / 4,
+            accs,
+            rounds: (0..tasks.div_ceil(wg)).map(|r| offset(r, wg)).collect(),
+            task_guard: !tasks.is_multiple_of(wg),
+            quad_words,
+            quad_code,
+        }
+    }
+}
+
+/// matmul's quads, loaded a block ahead and decoded later: the expression of the words of
+/// quad `qq` of the block at `wb` (in a p-bit plane, word `qq mod p` at bit `p·(qq div p)` of
+/// each byte; docs/FORMAT.md §4), and the four codes, one per byte, from those words bound
+/// to `lo` and `hi`.
+fn matmul_quad(bits: u32) -> (String, String) {
+    let (mut words, mut code) = (Vec::new(), Vec::new());
+    let (mut word0, mut low) = (0u32, 0u32);
+    for (&p, name) in crate::codec::planes(bits).iter().zip(["lo", "hi"]) {
+        let mask = ((1u32 << p) - 1) * 0x0101_0101;
+        let mut e = if p == 8 {
+            words.push(format!("weights[wb + {word0}u + qq]"));
+            name.to_string()
+        } else {
+            words.push(format!("weights[wb + {word0}u + qq % {p}u]"));
+            format!("(({name} >> ({p}u * (qq / {p}u))) & 0x{mask:08x}u)")
+        };
+        if low != 0 {
+            e = format!("({e} << {low}u)");
+        }
+        code.push(e);
+        word0 += p;
+        low += p;
+    }
+    words.resize(2, "0u".into());
+    (format!("vec2<u32>({})", words.join(", ")), code.join(" | "))
 }
 
 /// Workgroup memory a kernel declares, in bytes.
@@ -117,7 +239,8 @@ pub(crate) fn workgroup_bytes(spec: &KernelSpec) -> u32 {
     let t = spec.tuning;
     match spec.op {
         Op::Matvec => 4 * t.rows_per_workgroup * t.workgroup_size,
-        Op::Matmul => 2 * 33 * t.tile_m.max(t.tile_n) * if spec.profile.tier.shader_f16() { 2 } else { 4 },
+        // One block of K of the X and the W tile, in the arithmetic's scalar type.
+        Op::Matmul => BLOCK * (t.tile_m + t.tile_n) * if spec.profile.tier.shader_f16() { 2 } else { 4 },
         Op::KvAppend => 0,
         // Staged queries, one step's scores, the step's max and factor, and every token
         // lane's output quads, for up to MAX_GQA query heads.

@@ -2,7 +2,7 @@
 //!
 //! naga validation says a kernel is well-typed, not that it reads the right bits. These
 //! tests take the code-extraction expressions out of the emitted text (matvec's
-//! `let qN = vec4<..>(bytes4(EXPR))` per quad of a block, matmul's `code_at` body),
+//! `let qN = vec4<..>(bytes4(EXPR))` per quad of a block, matmul's `quad_words` and `quad_code` bodies),
 //! evaluate them with a small u32 interpreter on words packed by `codec::pack_block`, and
 //! compare with the codes that were packed.
 
@@ -227,36 +227,59 @@ fn matvec_quads_decode_the_packed_codes() {
     );
 }
 
+/// The single `return EXPR;` of function `signature` (`fn name(...) -> T {`) in `text`.
+fn returned<'a>(text: &'a str, name: &str, signature: &str) -> &'a str {
+    text.split(signature)
+        .nth(1)
+        .and_then(|body| body.trim_start().strip_prefix("return "))
+        .and_then(|b| b.split(';').next())
+        .unwrap_or_else(|| panic!("{name}: no `{signature} return ...; }}`"))
+}
+
 #[test]
-fn matmul_code_at_decodes_the_packed_codes() {
+fn matmul_quad_words_and_code_decode_the_packed_codes() {
     let mut failures = Vec::new();
     for bits in Format::QUANT_BITS {
         for (target, tier) in profiles() {
             let spec = quant_spec(Op::Matmul, bits, Scheme::Asym, target, tier);
             let text = wgsl::emit(&spec).unwrap().text;
-            let body = text
-                .split("fn code_at(wb: u32, e: u32) -> u32 {")
-                .nth(1)
-                .unwrap_or_else(|| panic!("{}: no code_at", spec.name()));
-            let expr = body
-                .trim_start()
-                .strip_prefix("return ")
-                .and_then(|b| b.split(';').next())
-                .unwrap_or_else(|| panic!("{}: code_at is not one return", spec.name()));
+            let name = spec.name();
+            // `vec2<u32>(LO, HI)`: the words loaded a block ahead, then decoded from `lo`, `hi`.
+            let words = returned(&text, &name, "fn quad_words(wb: u32, qq: u32) -> vec2<u32> {");
+            let words = parenthesized(words, "vec2<u32>(");
+            let mut depth = 0;
+            let comma = words
+                .char_indices()
+                .find(|&(_, c)| {
+                    depth += match c {
+                        '(' | '[' => 1,
+                        ')' | ']' => -1,
+                        _ => 0,
+                    };
+                    c == ',' && depth == 0
+                })
+                .map(|(i, _)| i)
+                .unwrap_or_else(|| panic!("{name}: quad_words is not two words"));
+            let (lo, hi) = (&words[..comma], &words[comma + 1..]);
+            let code = returned(&text, &name, "fn quad_code(lo: u32, hi: u32, qq: u32) -> u32 {");
             for codes in blocks(bits) {
                 // The block sits at word 3 of a buffer padded with junk on both sides.
-                let mut words = vec![0u32; bits as usize];
-                pack_block(bits, &codes, &mut words);
+                let mut packed = vec![0u32; bits as usize];
+                pack_block(bits, &codes, &mut packed);
                 let buffer: Vec<u32> =
-                    [0xa5a5_a5a5u32; 3].into_iter().chain(words.iter().copied()).chain([0x5a5a_5a5a; 3]).collect();
-                for e in 0..32u32 {
-                    let vars = HashMap::from([("wb".to_string(), 3u32), ("e".to_string(), e)]);
-                    let got = Eval::run(expr, &vars, &buffer);
-                    if got != codes[e as usize] as u32 {
+                    [0xa5a5_a5a5u32; 3].into_iter().chain(packed.iter().copied()).chain([0x5a5a_5a5a; 3]).collect();
+                for qq in 0..8u32 {
+                    let at = HashMap::from([("wb".to_string(), 3u32), ("qq".to_string(), qq)]);
+                    let vars = HashMap::from([
+                        ("lo".to_string(), Eval::run(lo, &at, &buffer)),
+                        ("hi".to_string(), Eval::run(hi, &at, &buffer)),
+                        ("qq".to_string(), qq),
+                    ]);
+                    let got = Eval::run(code, &vars, &[]).to_le_bytes();
+                    let want = &codes[4 * qq as usize..4 * qq as usize + 4];
+                    if got != want {
                         failures.push(format!(
-                            "{} ({target}): code_at(e = {e}) = {got}, want {} (block {codes:?})",
-                            spec.name(),
-                            codes[e as usize]
+                            "{name} ({target}): quad {qq} decodes to {got:?}, want {want:?} (block {codes:?})"
                         ));
                     }
                 }
@@ -265,7 +288,7 @@ fn matmul_code_at_decodes_the_packed_codes() {
     }
     assert!(
         failures.is_empty(),
-        "{} wrong codes; first ones:\n{}",
+        "{} wrong quads; first ones:\n{}",
         failures.len(),
         failures[..failures.len().min(8)].join("\n")
     );

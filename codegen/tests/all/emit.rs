@@ -34,6 +34,8 @@ fn safari_kernels_are_metal_friendly() {
                 .unwrap_or_else(|_| panic!("{}: workgroup array length `{inner}` is not a literal", w.name));
             let elem = if line.contains("<f16,") {
                 2
+            } else if line.contains("<vec4<f16>,") {
+                8
             } else if line.contains("<vec4<f32>,") {
                 16
             } else {

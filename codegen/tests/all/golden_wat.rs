@@ -33,7 +33,9 @@ fn all_modules() -> Vec<(String, String, bool)> {
         out.push((format!("{base}.scalar"), m.scalar_wat(), golden));
     }
     // The dot4 matvecs (Native has every tier; dot4-subgroups emits the same modules).
-    for spec in KernelSpec::default_set(Target::Native).into_iter().filter(|s| s.uses_dot4() && s.profile.tier == Tier::Dot4) {
+    for spec in
+        KernelSpec::default_set(Target::Native).into_iter().filter(|s| s.uses_dot4() && s.profile.tier == Tier::Dot4)
+    {
         let m = wasm::emit(&spec).unwrap_or_else(|e| panic!("{e}"));
         let tag = spec.format.tag();
         let golden = DOT4_GOLDEN.contains(&tag.as_str());

@@ -190,8 +190,9 @@ fn check_shape_rejects_bad_shapes() {
         mm.check_shape((1 << 20) + 1, 32, 32),
         Err(SpecError::OverLimit { what: "activation bytes", .. })
     ));
-    assert!(matches!(mm.check_shape(65535 * 32 + 1, 32, 32), Err(SpecError::OverLimit { what: "M", .. })));
-    assert!(matches!(mm.check_shape(1, 65535 * 32 + 1, 32), Err(SpecError::OverLimit { what: "N", .. })));
+    let (tm, tn) = (mm.tuning.tile_m as u64, mm.tuning.tile_n as u64);
+    assert!(matches!(mm.check_shape(65535 * tm + 1, 32, 32), Err(SpecError::OverLimit { what: "M", .. })));
+    assert!(matches!(mm.check_shape(1, 65535 * tn + 1, 32), Err(SpecError::OverLimit { what: "N", .. })));
     assert!(matches!(mm.check_shape(8192, 64, 8192), Err(SpecError::OverLimit { what: "activation bytes", .. })));
     assert!(matches!(mm.check_shape(8192, 8192, 32), Err(SpecError::OverLimit { what: "output bytes", .. })));
 }
@@ -305,13 +306,13 @@ fn matvec_workgroups_fold_into_two_dimensions() {
 #[test]
 fn matmul_workgroups_tile_m_and_n() {
     let s = spec(Op::Matmul, 8, 128, Scheme::Asym, Target::Edge, Tier::F16);
-    assert_eq!((s.tuning.tile_m, s.tuning.tile_n), (32, 32));
+    assert_eq!((s.tuning.tile_m, s.tuning.tile_n), (64, 64));
     assert_eq!(s.workgroups(1, 1), [1, 1, 1]);
-    assert_eq!(s.workgroups(64, 4096), [128, 2, 1]);
-    assert_eq!(s.workgroups(65, 4097), [129, 3, 1]);
-    assert_eq!(s.workgroups(65535 * 32, 65535 * 32), [65535, 65535, 1]);
-    assert_eq!(s.dispatch().workgroups, ["ceil(N / 32)".to_string(), "ceil(M / 32)".into(), "1".into()]);
-    assert_eq!(s.rows_per_workgroup(), 32);
+    assert_eq!(s.workgroups(128, 4096), [64, 2, 1]);
+    assert_eq!(s.workgroups(129, 4097), [65, 3, 1]);
+    assert_eq!(s.workgroups(65535 * 64, 65535 * 64), [65535, 65535, 1]);
+    assert_eq!(s.dispatch().workgroups, ["ceil(N / 64)".to_string(), "ceil(M / 64)".into(), "1".into()]);
+    assert_eq!(s.rows_per_workgroup(), 64);
 }
 
 proptest! {
@@ -325,13 +326,14 @@ proptest! {
     }
 
     #[test]
-    fn matmul_workgroups_cover_m_n(m in 1u32..=65535 * 32, n in 1u32..=65535 * 32) {
+    fn matmul_workgroups_cover_m_n(m in 1u32..=65535 * 64, n in 1u32..=65535 * 64) {
         let s = spec(Op::Matmul, 3, 64, Scheme::Sym, Target::Chrome, Tier::Subgroups);
+        let (tm, tn) = (s.tuning.tile_m as u64, s.tuning.tile_n as u64);
         let [x, y, z] = s.workgroups(m, n);
         prop_assert_eq!(z, 1);
         prop_assert!(x <= 65535 && y <= 65535);
-        prop_assert!(x as u64 * 32 >= n as u64 && (x as u64 - 1) * 32 < n as u64);
-        prop_assert!(y as u64 * 32 >= m as u64 && (y as u64 - 1) * 32 < m as u64);
+        prop_assert!(x as u64 * tn >= n as u64 && (x as u64 - 1) * tn < n as u64);
+        prop_assert!(y as u64 * tm >= m as u64 && (y as u64 - 1) * tm < m as u64);
     }
 }
 

@@ -55,11 +55,11 @@ pub fn weights(rng: &mut Rng, format: Format, n: usize, k: usize) -> (Weights, V
 }
 
 /// Shapes (M, N, K in groups) per op: ragged N (not a multiple of rows per workgroup or
-/// tile), M = 1, 3, 17, and K = one group.
+/// tile), M = 1, 3, 17, 70 (past one matmul tile), and K = one group.
 pub fn shapes(op: Op) -> &'static [(usize, usize, usize)] {
     match op {
         Op::Matvec => &[(1, 1, 1), (1, 7, 1), (1, 70, 3), (1, 257, 8)],
-        Op::Matmul => &[(1, 5, 1), (3, 33, 2), (17, 70, 3), (40, 9, 4)],
+        Op::Matmul => &[(1, 5, 1), (3, 33, 2), (17, 70, 3), (70, 9, 4)],
         Op::KvAppend | Op::KvAttend => &[],
     }
 }

@@ -49,7 +49,8 @@ fn every_dot4_wasm_module_matches_the_reference_in_wasmtime() {
     let (mut cases, mut worst, mut kernels) = (0, 0.0f64, 0);
     let mut failures = Vec::new();
     // Native has every tier; Dot4 and Dot4Subgroups emit the same modules (golden_wat checks it).
-    for spec in KernelSpec::default_set(Target::Native).into_iter().filter(|s| s.uses_dot4() && s.profile.tier == Tier::Dot4)
+    for spec in
+        KernelSpec::default_set(Target::Native).into_iter().filter(|s| s.uses_dot4() && s.profile.tier == Tier::Dot4)
     {
         kernels += 1;
         let g = spec.format.group_size() as usize;
