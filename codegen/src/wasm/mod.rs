@@ -22,10 +22,10 @@
 //! with x quantized to int8 per 32-block (`codec::Activations8`, bit for bit: `f32.nearest`
 //! is ties-to-even and 2^±e are built from bits) before the integer dot products; its
 //! contents are the module's own business (the SIMD module keeps the codes widened to i16).
-//! The integer parts are exact; the float parts (scale · int sums) are summed in the same
-//! order by both modules (four lane partials per row, see [`emit_dot4`]), so the SIMD and
-//! scalar modules of a kernel return bit-identical results. Every other kernel keeps the
-//! arguments above unchanged.
+//! Each block's integer sum is exact; the float parts (`f32(sum) · (s·xs)`, asym
+//! `+ Σq · (xs·m)`) are the same operations in the same order in both modules (see
+//! [`emit_dot4`]), so the SIMD and scalar modules of a kernel return bit-identical results.
+//! Every other kernel keeps the arguments above unchanged.
 
 mod kv;
 
@@ -410,7 +410,7 @@ struct Dot4 {
     c7fff: String,
     c8000: String,
     c2p112: String,
-    /// Scalar: the integer lane partials `$d0..$d3` of the block at `$wb`.
+    /// Scalar: the integer partial sums `$d0..$d3` of the block at `$wb`.
     lanes: String,
 }
 
@@ -431,18 +431,17 @@ struct Dot4Scalar<'a> {
 /// integer dot products of the weight codes (unsigned) with the int8 codes, plus the sym
 /// correction `−z·Σq`, and accumulates `f32(int) · (s·xs)` (asym: `+ (m·xs) · Σq`).
 ///
-/// Both modules split a block's integer sum into four lane partials, lane `l` summing the
-/// elements `e` with `(e mod 16) div 4 = l` (the lanes of `i32x4.dot_i16x8_s` over the SIMD
-/// layout below; the correction goes to lane 0), keep one f32 accumulator per lane and row,
-/// and finish a row with `((a0 + a1) + (a2 + a3))` (`+ min term`): the same f32 operations in
-/// the same order, so their results are bit-identical.
+/// Both modules compute each block's integer sum `d` exactly (sym: minus `z·Σq`) and then, per
+/// row, `acc = acc + f32(d) · (s·xs)` (asym: then `acc = acc + Σq · (xs·m)`), `y = acc`: the
+/// same f32 operations in the same order, so their results are bit-identical.
 ///
-/// SIMD layout: every width's codes come out of plain i16 shifts and masks as four i16x8
-/// vectors holding elements `A = 0,2,…,14`, `B = 16,18,…,30`, `C = 1,3,…,15`,
-/// `D = 17,19,…,31` (the planes of docs/FORMAT.md §4 are made for it; 2- and 3-bit blocks use
-/// a multiply by per-lane powers of two as a per-lane shift), and pass 1 stores x's codes
-/// widened to i16 in that order, so each row's block is four `i32x4.dot_i16x8_s` against x
-/// vectors shared by four rows.
+/// SIMD layout ([`dot4_simd_codes`]): every width's codes come out of i16 masks (and a shift
+/// or two) as four i16x8 vectors holding elements `A = 0,2,…,14`, `B = 16,18,…,30`,
+/// `C = 1,3,…,15`, `D = 17,19,…,31`, each code times a per-lane power of two; pass 1 stores
+/// x's codes widened to i16 in that order, scaled to match, so each row's block is four
+/// `i32x4.dot_i16x8_s` (F times the products) against x vectors shared by four rows. A
+/// transposition puts the four rows' block sums in one vector, whose correction, conversion,
+/// `· 2^-log2 F` (exact) and scaling are one operation per four rows.
 fn emit_dot4(spec: &KernelSpec) -> Result<Wasm, WasmError> {
     let name = spec.name();
     let f = spec.format;
@@ -645,7 +644,7 @@ fn dot4_x_stores(scales: [[u32; 8]; 4]) -> String {
     out
 }
 
-/// Scalar: the four lane partials `$d0..$d3` of the block at `$wb` against the int8 codes at
+/// Scalar: four partial sums `$d0..$d3` of the block at `$wb` against the int8 codes at
 /// `$qa` (lane `l`: elements `e` with `(e mod 16) div 4 = l`), in plain i32 arithmetic.
 fn dot4_scalar_lanes(spec: &KernelSpec) -> String {
     let mut out = String::new();
