@@ -9,7 +9,57 @@ fn bytes4(v: u32) -> vec4<u32> {
     return (vec4<u32>(v) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu);
 }
 {% endif %}
-// y[N] = W[N x K] · x[K]. A workgroup owns ROWS rows; its invocations stride over the
+{% if c.dot4 %}
+// One 32-block of x as int8 (docs/FORMAT.md §12): codes of elements 0-15 and 16-31, four
+// per word, the power-of-two scale and the sum of the codes.
+struct X8 {
+    lo: vec4<u32>,
+    hi: vec4<u32>,
+    scale: f32,
+    sum: i32,
+}
+
+// Every step is exact in f32 (power-of-two scales, an exponent read from the bits, round =
+// ties to even), so every engine gets the codec's codes. Each invocation quantizes the
+// blocks it reads: the x reads hit the cache and the arithmetic is small next to a
+// separate pass's launch (7.6 us on an H100, measured: bench/NOTES.md).
+fn x8_block(blk: u32) -> X8 {
+    var v: array<vec4<f32>, 8>;
+    var amax = 0.0;
+    for (var i = 0u; i < 8u; i++) {
+        v[i] = x[blk * 8u + i];
+        let a = abs(v[i]);
+        amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
+    }
+    // Blocks below 2^-100 are zeros: it keeps 2^e and 2^-e normal numbers.
+    var inv = 0.0;
+    var scale = 0.0;
+    if (amax >= 0x1p-100f) {
+        var e = i32((bitcast<u32>(amax) >> 23u) & 0xffu) - 133;
+        inv = bitcast<f32>(u32(127 - e) << 23u);
+        if (amax * inv > 127.0) {
+            e += 1;
+            inv = bitcast<f32>(u32(127 - e) << 23u);
+        }
+        scale = bitcast<f32>(u32(127 + e) << 23u);
+    }
+    var words: array<u32, 8>;
+    var sum = 0i;
+    for (var i = 0u; i < 8u; i++) {
+        let q = vec4<i32>(round(v[i] * inv));
+        sum += (q.x + q.y) + (q.z + q.w);
+        let b = vec4<u32>(q) & vec4<u32>(0xffu);
+        words[i] = ((b.x | (b.y << 8u)) | (b.z << 16u)) | (b.w << 24u);
+    }
+    return X8(
+        vec4<u32>(words[0], words[1], words[2], words[3]),
+        vec4<u32>(words[4], words[5], words[6], words[7]),
+        scale,
+        sum,
+    );
+}
+
+{% endif %}// y[N] = W[N x K] · x[K]. A workgroup owns ROWS rows; its invocations stride over the
 // 32-code blocks of K, load each block's x once and use it for every row.
 @compute @workgroup_size({{ c.wg }})
 fn {{ c.name }}(
@@ -24,7 +74,27 @@ fn {{ c.name }}(
     let blocks = params.k / 32u;
 {% if c.quant %}    let groups = blocks / BLOCKS_PER_GROUP;
 {% endif %}    var acc: array<f32, {{ c.rows }}>;
+{% if c.dot4 %}    // x's block in int8, then the inner products in integers, exact.
     for (var blk = lid; blk < blocks; blk += WG) {
+        let xq = x8_block(blk);
+        let xa = xq.lo;
+        let xb = xq.hi;
+        let xscale = xq.scale;
+        let xsum = xq.sum;
+        for (var r = 0u; r < ROWS; r++) {
+            let row = min(row0 + r, params.n - 1u);
+            let wb = (row * blocks + blk) * {{ c.dot4_vectors_per_block }}u;
+{% for l in c.dot4_loads %}            {{ l }}
+{% endfor %}            let d = ((dot4I8Packed({{ c.dot4_quads[0] }}, xa.x) + dot4I8Packed({{ c.dot4_quads[1] }}, xa.y))
+                + (dot4I8Packed({{ c.dot4_quads[2] }}, xa.z) + dot4I8Packed({{ c.dot4_quads[3] }}, xa.w)))
+                + ((dot4I8Packed({{ c.dot4_quads[4] }}, xb.x) + dot4I8Packed({{ c.dot4_quads[5] }}, xb.y))
+                + (dot4I8Packed({{ c.dot4_quads[6] }}, xb.z) + dot4I8Packed({{ c.dot4_quads[7] }}, xb.w)));
+            let g = row * groups + blk / BLOCKS_PER_GROUP;
+{% if c.asym %}            acc[r] += (scale_at(g) * xscale) * f32({{ c.dot4_sum }}) + (min_at(g) * xscale) * f32(xsum);
+{% else %}            acc[r] += (scale_at(g) * xscale) * f32({{ c.dot4_sum }});
+{% endif %}        }
+    }
+{% else %}    for (var blk = lid; blk < blocks; blk += WG) {
         let xb = blk * 8u;
 {% for i in 0..8 %}        let x{{ i }} = x[xb + {{ i }}u];
 {% endfor %}{% if c.f16 %}{% for i in 0..8 %}        let xh{{ i }} = vec4<f16>(x{{ i }});
@@ -44,7 +114,7 @@ fn {{ c.name }}(
 {% endif %}{% else %}            acc[r] += f32(d);
 {% endif %}        }
     }
-{% if c.subgroups %}
+{% endif %}{% if c.subgroups %}
     // One subgroupAdd per row, then the first lane of each subgroup leaves its sum.
     for (var r = 0u; r < ROWS; r++) {
         let total = subgroupAdd(acc[r]);

@@ -371,3 +371,67 @@ impl Weights {
         4 * (self.words.len() + self.scales.len() + self.mins.len())
     }
 }
+
+/// Activations quantized to int8 per 32-element block, as the `dot4` tiers' matvec reads
+/// them (`docs/FORMAT.md` §12). Block `b` holds `codes[32b .. 32b + 32]` and `scales[b]`, and
+/// element `i` stands for `codes[i] · scales[b]` exactly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Activations8 {
+    /// One signed code per activation, in `−127 ..= 127`.
+    pub codes: Vec<i8>,
+    /// One scale per block: a power of two, or 0 for a block quantized to zeros.
+    pub scales: Vec<f32>,
+}
+
+/// Below this largest magnitude a block quantizes to zeros (`docs/FORMAT.md` §12): it keeps
+/// every scale and its inverse normal f32 numbers, so the products below are exact on every
+/// engine, including GPUs that flush subnormals.
+pub const X8_TINY: f32 = 7.888_609e-31; // 2^-100
+
+/// The scale exponent `e` of a block whose largest magnitude is `amax ≥ X8_TINY`: the
+/// smallest integer with `amax · 2^−e ≤ 127`. Read from the f32 exponent field, then one
+/// exact comparison, so every engine finds the same `e` (WGSL's log2 is approximate).
+pub fn x8_exponent(amax: f32) -> i32 {
+    let e = ((amax.to_bits() >> 23) & 0xff) as i32 - 127 - 6;
+    if amax * pow2(-e) > 127.0 { e + 1 } else { e }
+}
+
+/// `2^e` for `−126 ≤ e ≤ 127`, built from its bits (exact).
+fn pow2(e: i32) -> f32 {
+    f32::from_bits(((127 + e) as u32) << 23)
+}
+
+impl Activations8 {
+    /// Quantizes finite activations (a multiple of 32 of them) by the rules of
+    /// `docs/FORMAT.md` §12: per block `q = round_ties_even(x · 2^−e)`, scale `2^e`. Every
+    /// step is exact in f32, so the WGSL pre-pass and the WASM kernels produce these codes bit
+    /// for bit.
+    pub fn quantize(x: &[f32]) -> Activations8 {
+        assert!(x.len().is_multiple_of(BLOCK as usize), "activations come in 32-element blocks");
+        let mut codes = Vec::with_capacity(x.len());
+        let mut scales = Vec::with_capacity(x.len() / BLOCK as usize);
+        for block in x.chunks_exact(BLOCK as usize) {
+            let amax = block.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+            if amax >= X8_TINY {
+                let e = x8_exponent(amax);
+                let inv = pow2(-e);
+                codes.extend(block.iter().map(|&v| (v * inv).round_ties_even() as i8));
+                scales.push(pow2(e));
+            } else {
+                codes.extend(std::iter::repeat_n(0, block.len()));
+                scales.push(0.0);
+            }
+        }
+        Activations8 { codes, scales }
+    }
+
+    /// The values the codes stand for (exact in f32).
+    pub fn dequantize(&self) -> Vec<f32> {
+        self.codes.iter().enumerate().map(|(i, &q)| q as f32 * self.scales[i / BLOCK as usize]).collect()
+    }
+
+    /// The sum of each block's codes (what the kernels use for zero points and mins).
+    pub fn block_sums(&self) -> Vec<i32> {
+        self.codes.chunks_exact(BLOCK as usize).map(|b| b.iter().map(|&q| q as i32).sum()).collect()
+    }
+}

@@ -63,6 +63,11 @@ pub struct KernelEntry {
     pub tier: crate::profile::Tier,
     /// WebGPU features the device must have.
     pub features: Vec<&'static str>,
+    /// WGSL language features (`navigator.gpu.wgslLanguageFeatures`) the text uses.
+    pub wgsl_language_features: Vec<&'static str>,
+    /// `"f32"`, or `"int8"` where the kernel quantizes x per 32-block first (`docs/FORMAT.md`
+    /// §12; dot4 tiers' matvec): results then match the reference over those int8 values.
+    pub activations: &'static str,
     /// WGSL file, relative to the manifest.
     pub wgsl: String,
     /// Entry point in that file.
@@ -116,6 +121,8 @@ impl KernelEntry {
             bits_per_weight: spec.format.bits_per_weight(),
             tier: spec.profile.tier,
             features: spec.features(),
+            wgsl_language_features: if spec.uses_dot4() { vec!["packed_4x8_integer_dot_product"] } else { vec![] },
+            activations: if spec.uses_dot4() { "int8" } else { "f32" },
             wgsl: format!("{}.wgsl", w.name),
             entry_point: w.name.clone(),
             workgroup_size: w.workgroup_size,

@@ -75,11 +75,19 @@ pub enum Tier {
     Subgroups,
     /// Both.
     F16Subgroups,
+    /// WGSL's `packed_4x8_integer_dot_product` language feature: matvec quantizes the
+    /// activations to int8 per 32-block (`docs/FORMAT.md` §12) and sums with `dot4I8Packed`.
+    /// Other ops compute as in `base`. Never chosen automatically: int8 activations change
+    /// the result (as llama.cpp's q8 activations do), so a caller asks for it by name.
+    Dot4,
+    /// `dot4` with subgroup reductions.
+    Dot4Subgroups,
 }
 
 impl Tier {
     /// Every tier.
-    pub const ALL: [Tier; 4] = [Tier::Base, Tier::F16, Tier::Subgroups, Tier::F16Subgroups];
+    pub const ALL: [Tier; 6] =
+        [Tier::Base, Tier::F16, Tier::Subgroups, Tier::F16Subgroups, Tier::Dot4, Tier::Dot4Subgroups];
 
     /// The name used on the command line, in manifests and in kernel names.
     pub fn name(self) -> &'static str {
@@ -88,6 +96,8 @@ impl Tier {
             Tier::F16 => "f16",
             Tier::Subgroups => "subgroups",
             Tier::F16Subgroups => "f16-subgroups",
+            Tier::Dot4 => "dot4",
+            Tier::Dot4Subgroups => "dot4-subgroups",
         }
     }
 
@@ -98,7 +108,13 @@ impl Tier {
 
     /// Whether this tier uses subgroup operations (needs the `subgroups` feature).
     pub fn subgroups(self) -> bool {
-        matches!(self, Tier::Subgroups | Tier::F16Subgroups)
+        matches!(self, Tier::Subgroups | Tier::F16Subgroups | Tier::Dot4Subgroups)
+    }
+
+    /// Whether matvec quantizes activations to int8 and uses `dot4I8Packed` (needs the WGSL
+    /// language feature `packed_4x8_integer_dot_product`, which is not a `GPUFeatureName`).
+    pub fn dot4(self) -> bool {
+        matches!(self, Tier::Dot4 | Tier::Dot4Subgroups)
     }
 
     /// WebGPU feature names (as `GPUFeatureName`) a device needs for this tier.
@@ -202,7 +218,7 @@ pub struct TargetInfo {
     pub source: &'static str,
 }
 
-const ALL_TIERS: &[Tier] = &[Tier::Base, Tier::F16, Tier::Subgroups, Tier::F16Subgroups];
+const ALL_TIERS: &[Tier] = &Tier::ALL;
 
 /// Chrome and Edge share one row of facts: Edge mirrors Chromium (BCD "mirror").
 const CHROMIUM: TargetInfo = TargetInfo {
@@ -214,7 +230,8 @@ const CHROMIUM: TargetInfo = TargetInfo {
     workgroup_multiple: 1,
     description: "Chrome (Dawn + Tint); subgroup tiers need Chrome 144+",
     source: "browsers.toml [chrome]: shader_f16 desktop 120; subgroups 134; subgroup_id 144 \
-             (the subgroup tiers use subgroup_id, so they need Chrome 144+)",
+             (the subgroup tiers use subgroup_id, so they need Chrome 144+); \
+             packed_4x8_integer_dot_product 123 (dot4 tiers)",
 };
 
 /// The profile table. The only place browser facts live.
@@ -237,7 +254,8 @@ pub const TARGETS: [TargetInfo; 6] = [
         dialect: Dialect::Naga,
         // No subgroups in Firefox. shader-f16 is not in BCD (bug 1891593) but headless
         // Firefox ESR 153 exposes it on lavapipe ([observed.firefox_esr_153_headless]).
-        tiers: &[Tier::Base, Tier::F16],
+        // naga accepts packed_4x8_integer_dot_product (browsers.toml naga_accepts).
+        tiers: &[Tier::Base, Tier::F16, Tier::Dot4],
         limits: SPEC_DEFAULT_LIMITS,
         simd_width: 32,
         workgroup_multiple: 1,
@@ -247,8 +265,9 @@ pub const TARGETS: [TargetInfo; 6] = [
     TargetInfo {
         target: Target::Safari,
         dialect: Dialect::Webkit,
-        // shader-f16 since Safari 26; subgroups not in 26.x stable.
-        tiers: &[Tier::Base, Tier::F16],
+        // shader-f16 since Safari 26; subgroups not in 26.x stable. WebKit's compiler
+        // lists packed_4x8_integer_dot_product (browsers.toml: detect at run time).
+        tiers: &[Tier::Base, Tier::F16, Tier::Dot4],
         // Apple6+ grants 32 KiB workgroup storage, Apple4/5 only the spec default:
         // assume the default so every Apple GPU runs the kernels.
         limits: SPEC_DEFAULT_LIMITS,
@@ -317,7 +336,8 @@ impl Profile {
 
     /// The tier a device gets for `target`: the richest of the target's tiers whose features
     /// the device has. f16 tiers trade accuracy (tolerance 1e-2 instead of 1e-5) for speed,
-    /// so they are chosen only when `allow_f16` is set. This is the one selection rule; the
+    /// so they are chosen only when `allow_f16` is set; dot4 tiers change the result more
+    /// (int8 activations) and are never chosen here, only asked for by name. This is the one selection rule; the
     /// runtimes implement it from the manifest.
     pub fn select_tier(target: Target, has_shader_f16: bool, has_subgroups: bool, allow_f16: bool) -> Tier {
         target
@@ -325,7 +345,9 @@ impl Profile {
             .tiers
             .iter()
             .copied()
-            .rfind(|t| (!t.shader_f16() || (has_shader_f16 && allow_f16)) && (!t.subgroups() || has_subgroups))
+            .rfind(|t| {
+                !t.dot4() && (!t.shader_f16() || (has_shader_f16 && allow_f16)) && (!t.subgroups() || has_subgroups)
+            })
             .unwrap_or(Tier::Base)
     }
 

@@ -344,6 +344,20 @@ impl KernelSpec {
         self.profile.tier.subgroups() && self.op == Op::Matvec
     }
 
+    /// Whether the kernel quantizes its activations to int8 and sums with `dot4I8Packed`: the
+    /// `dot4` tiers' matvec over quantized weights (`docs/FORMAT.md` §12). Other ops, and the
+    /// f16 baseline, compute in f32 on those tiers.
+    pub fn uses_dot4(&self) -> bool {
+        self.profile.tier.dot4() && self.op == Op::Matvec && !self.format.is_f16()
+    }
+
+    /// The activations as the kernel computes with them, which is what the reference must be
+    /// given: `x` itself, or for [`KernelSpec::uses_dot4`] kernels the exact values of its
+    /// int8 codes (`codec::Activations8`).
+    pub fn kernel_activations(&self, x: &[f32]) -> Vec<f32> {
+        if self.uses_dot4() { crate::codec::Activations8::quantize(x).dequantize() } else { x.to_vec() }
+    }
+
     /// Whether the kernel computes in f16 (`enable f16;`). The KV kernels compute in f32 on
     /// every tier: scores and the softmax need f32's range, and their loads are codes.
     pub fn uses_f16(&self) -> bool {

@@ -338,7 +338,9 @@ impl Gpu {
     /// entry point. Its layout is explicit and built from `wgsl::bindings`, so every pass of a
     /// kernel shares one bind group, as the manifest says.
     pub fn pass_pipeline(&self, spec: &KernelSpec, entry: &str) -> Result<wgpu::ComputePipeline, RuntimeError> {
-        if let Some(p) = self.pipelines.lock().expect("pipeline cache lock").get(entry) {
+        // The name does not say the tuning (a benchmark may vary it): the key does.
+        let key = format!("{entry} {:?}", spec.tuning);
+        if let Some(p) = self.pipelines.lock().expect("pipeline cache lock").get(&key) {
             return Ok(p.clone());
         }
         let name = spec.name();
@@ -383,7 +385,7 @@ impl Gpu {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(RuntimeError::Wgpu { kernel: name, message: e.to_string() });
         }
-        self.pipelines.lock().expect("pipeline cache lock").insert(entry.to_string(), pipeline.clone());
+        self.pipelines.lock().expect("pipeline cache lock").insert(key, pipeline.clone());
         Ok(pipeline)
     }
 

@@ -213,23 +213,6 @@ export function quantizeX8(x) {
   return { codes, scales, values, sums };
 }
 
-/**
- * The `xq` scratch words the dot4 kernels' first pass writes (the manifest's binding: 48 bytes
- * per 32-block: the int8 codes in 8 words, element e in byte e % 4 of word e / 4, then the f32
- * scale's bits and the i32 code sum; the last two words are padding and not returned here):
- * 10 words per block.
- */
-export function x8Words(q) {
-  const blocks = q.scales.length;
-  const out = new Uint32Array(10 * blocks);
-  for (let b = 0; b < blocks; b++) {
-    for (let e = 0; e < 32; e++) out[10 * b + (e >> 2)] |= (q.codes[32 * b + e] & 0xff) << (8 * (e & 3));
-    out[10 * b + 8] = f32Bits(q.scales[b]);
-    out[10 * b + 9] = q.sums[b] >>> 0;
-  }
-  return out;
-}
-
 /** Checks of the §12 rule on values it pins down; throws on a mismatch. */
 export function checkX8Examples() {
   const block = (head) => Float32Array.from({ length: 32 }, (_, i) => head[i] ?? 0);

@@ -495,10 +495,14 @@ function makeV8Engine(packageDir, variant) {
       const alignUp = (v) => Math.ceil(v / align) * align;
       let next = alignUp(w.layout?.scratch_bytes ?? 0);
       const at = {};
-      const sizes = { ...Object.fromEntries(['weights', 'scales', 'mins', 'x'].map((b) => [b, p.data[b]?.byteLength])), y: p.yBytes };
+      // dot4 kernels (FORMAT.md §12) take one more buffer, `xq`: scratch the module fills and
+      // reads, K/32 blocks of `layout.xq_block_bytes`.
+      const scratch = w.args.includes('xq') ? { xq: (p.k / 32) * (w.layout?.xq_block_bytes ?? 0) } : {};
+      if (scratch.xq === 0) throw new Error(`kernel ${p.kernel.name} takes "xq" but its wasm.layout has no xq_block_bytes`);
+      const sizes = { ...Object.fromEntries(['weights', 'scales', 'mins', 'x'].map((b) => [b, p.data[b]?.byteLength])), y: p.yBytes, ...scratch };
       for (const name of w.args) {
-        if (!BUFFER_NAMES.includes(name)) continue;
-        if (name !== 'y' && !p.data[name]) {
+        if (!BUFFER_NAMES.includes(name) && !(name in scratch)) continue;
+        if (name !== 'y' && !(name in scratch) && !p.data[name]) {
           at[name] = 0; // a buffer the kernel does not read
           continue;
         }

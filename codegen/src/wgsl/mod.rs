@@ -52,8 +52,8 @@ pub fn bindings(spec: &KernelSpec) -> Vec<Binding> {
             binding: 1,
             name: "weights",
             access: "read",
-            ty: "array<u32>",
-            element: "u32",
+            ty: weight_vector(spec).0,
+            element: weight_vector(spec).1,
             contents: if f.is_f16() {
                 "f16 weights, two per word, row-major N x K (docs/FORMAT.md)"
             } else {
@@ -98,6 +98,17 @@ pub fn bindings(spec: &KernelSpec) -> Vec<Binding> {
         contents: "f32 outputs, row-major M x N",
     });
     b
+}
+
+/// The type the weights are read as: dot4 kernels load a block's words as one or two
+/// `vec4<u32>` (4- and 8-bit) or a `vec2<u32>` (2-bit), so each is one wide load whatever the
+/// driver proves about alignment; other kernels read u32 words.
+pub(crate) fn weight_vector(spec: &KernelSpec) -> (&'static str, &'static str, u32) {
+    match (spec.uses_dot4(), spec.format.block_words()) {
+        (true, w) if w % 4 == 0 => ("array<vec4<u32>>", "vec4<u32>", 4),
+        (true, 2) => ("array<vec2<u32>>", "vec2<u32>", 2),
+        _ => ("array<u32>", "u32", 1),
+    }
 }
 
 /// The bindings of the KV kernels (`docs/FORMAT.md` §11); the store's three arrays keep the
@@ -426,7 +437,8 @@ pub fn validate(name: &str, text: &str, tier: Tier) -> Result<naga::Module, Wgsl
 /// are allowed.
 pub fn validate_for_target(name: &str, text: &str, target: Target) -> Result<(), WgslError> {
     let info = target.info();
-    let tier = *info.tiers.last().expect("every target has a tier");
+    // The richest tier's capabilities (dot4 tiers add a language feature, not a capability).
+    let tier = *info.tiers.iter().rev().find(|t| !t.dot4()).expect("every target has a non-dot4 tier");
     let naga_text = if info.dialect == Dialect::Tint { strip_tint_directives(text) } else { text.to_string() };
     let module = validate(name, &naga_text, tier)?;
     cross_compile(name, &module, tier)

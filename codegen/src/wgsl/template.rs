@@ -30,6 +30,17 @@ pub(crate) struct Context {
     /// Zero point as an f32 literal (matmul dequantizes in f32 before storing the tile).
     pub zero32: String,
     pub quads: Vec<Quad>,
+    /// dot4 tiers: matvec sums `dot4I8Packed` of int8 activations with these u32
+    /// expressions, four codes each as signed bytes (8-bit codes offset by −128).
+    pub dot4: bool,
+    pub dot4_quads: Vec<String>,
+    /// dot4: `d` corrected for the zero point and the 8-bit offset with the block's code sum
+    /// (sym: `− (zero − 128)·xsum` for 8-bit, else `− zero·xsum`; asym: `+ 128·xsum` for 8-bit).
+    pub dot4_sum: String,
+    /// dot4: the lines that load a block of one row (`w0`, `w1`, … as u32), with
+    /// `wb` the block's index in the weights' vector type.
+    pub dot4_loads: Vec<String>,
+    pub dot4_vectors_per_block: u32,
     /// Sizes of workgroup arrays, as literals (Safari mishandles override-sized ones).
     pub partials_len: u32,
     /// matmul's tiling (unused by matvec).
@@ -69,6 +80,36 @@ impl Context {
                 Quad { value }
             })
             .collect();
+        let dot4 = spec.uses_dot4();
+        let dot4_quads = if dot4 {
+            (0..8)
+                .map(|q| {
+                    let codes = quad_codes(f.bits(), QuadAt::Local(q));
+                    // Codes above 127 do not fit a signed byte: 8-bit codes are offset by −128.
+                    if f.bits() == 8 { format!("({codes} ^ 0x80808080u)") } else { codes }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let offset8 = if f.bits() == 8 { 128 } else { 0 };
+        let (_, _, lanes) = super::weight_vector(spec);
+        let vectors_per_block = f.block_words().div_ceil(lanes);
+        let dot4_loads = (0..f.block_words())
+            .map(|i| match lanes {
+                1 => format!("let w{i} = weights[wb + {i}u];"),
+                _ => format!("let w{i} = v{}.{};", i / lanes, ["x", "y", "z", "w"][(i % lanes) as usize]),
+            })
+            .collect::<Vec<_>>();
+        let dot4_loads = if lanes == 1 {
+            dot4_loads
+        } else {
+            (0..vectors_per_block).map(|j| format!("let v{j} = weights[wb + {j}u];")).chain(dot4_loads).collect()
+        };
+        let dot4_offset = match f.scheme() {
+            Scheme::Sym => f.zero_point() as i32 - offset8,
+            Scheme::Asym => -offset8,
+        };
         let (block_words, blocks_per_group) = block_constants(spec);
         let t = spec.tuning;
         let scheme = f.describe();
@@ -78,7 +119,13 @@ impl Context {
             description: format!(
                 "tier {}: weights {scheme}; {} arithmetic",
                 tier,
-                if tier.shader_f16() { "f16 inner products, f32 accumulation" } else { "f32" }
+                if spec.uses_dot4() {
+                    "activations quantized to int8 per 32-block, dot4I8Packed, f32 accumulation"
+                } else if tier.shader_f16() {
+                    "f16 inner products, f32 accumulation"
+                } else {
+                    "f32"
+                }
             ),
             bindings: bindings(spec),
             wg: t.workgroup_size,
@@ -93,6 +140,15 @@ impl Context {
 
             zero32: format!("{}.0", f.zero_point()),
             quads,
+            dot4,
+            dot4_quads,
+            dot4_sum: match dot4_offset {
+                0 => "d".to_string(),
+                o if o > 0 => format!("d - {o} * xsum"),
+                o => format!("d + {} * xsum", -o),
+            },
+            dot4_loads,
+            dot4_vectors_per_block: vectors_per_block,
             partials_len: t.rows_per_workgroup * t.workgroup_size,
             mm: MatmulTile::new(spec),
         }

@@ -48,8 +48,8 @@ fn safari_kernels_are_metal_friendly() {
         assert_eq!(wg_line, format!("@compute @workgroup_size({})", w.workgroup_size[0]), "{}", w.name);
         checked += 1;
     }
-    // 2 tiers x (50 weight kernels + 40 KV kernels).
-    assert_eq!(checked, 180);
+    // 3 tiers (base, f16, dot4) x (50 weight kernels + 40 KV kernels).
+    assert_eq!(checked, 270);
 }
 
 /// Tiers without shader-f16 never carry `enable f16;`, and only kernels that use subgroup

@@ -48,8 +48,12 @@ fn firefox_safari_generic_have_no_subgroups() {
     for t in [Target::Firefox, Target::Safari, Target::Generic] {
         let tiers = t.info().tiers;
         assert!(tiers.iter().all(|tier| !tier.subgroups()), "{t} has a subgroup tier: {tiers:?}");
-        assert_eq!(tiers, &[Tier::Base, Tier::F16], "{t}");
     }
+    // Firefox (naga) and Safari (WebKit) accept packed_4x8_integer_dot_product; the portable
+    // profile assumes nothing beyond the core language and shader-f16.
+    assert_eq!(Target::Firefox.info().tiers, &[Tier::Base, Tier::F16, Tier::Dot4]);
+    assert_eq!(Target::Safari.info().tiers, &[Tier::Base, Tier::F16, Tier::Dot4]);
+    assert_eq!(Target::Generic.info().tiers, &[Tier::Base, Tier::F16]);
     for t in [Target::Chrome, Target::Edge, Target::Native] {
         assert_eq!(t.info().tiers, &Tier::ALL, "{t}");
     }
@@ -84,20 +88,28 @@ fn limits_are_the_spec_defaults() {
 
 #[test]
 fn unknown_tier_names_the_allowed_tiers() {
-    for (t, tier) in
-        [(Target::Firefox, Tier::Subgroups), (Target::Safari, Tier::F16Subgroups), (Target::Generic, Tier::Subgroups)]
-    {
+    for (t, tier, allowed) in [
+        (Target::Firefox, Tier::Subgroups, "base, f16, dot4"),
+        (Target::Safari, Tier::F16Subgroups, "base, f16, dot4"),
+        (Target::Safari, Tier::Dot4Subgroups, "base, f16, dot4"),
+        (Target::Generic, Tier::Subgroups, "base, f16"),
+        (Target::Generic, Tier::Dot4, "base, f16"),
+    ] {
         let e = Profile::new(t, tier).unwrap_err();
         assert_eq!(
             e,
-            SpecError::UnknownTier { target: t.name().into(), tier: tier.name().into(), allowed: "base, f16".into() }
+            SpecError::UnknownTier { target: t.name().into(), tier: tier.name().into(), allowed: allowed.into() }
         );
         let msg = e.to_string();
-        assert!(msg.contains(t.name()) && msg.contains(tier.name()) && msg.contains("base, f16"), "{msg}");
+        assert!(msg.contains(t.name()) && msg.contains(tier.name()) && msg.contains(allowed), "{msg}");
         assert_eq!(KernelSpec::new(Op::Matvec, Format::f16(), t, tier).unwrap_err(), e);
     }
     let e = Profile::parse_tier(Target::Chrome, "turbo").unwrap_err();
-    assert!(e.to_string().contains("turbo") && e.to_string().contains("base, f16, subgroups, f16-subgroups"), "{e}");
+    assert!(
+        e.to_string().contains("turbo")
+            && e.to_string().contains("base, f16, subgroups, f16-subgroups, dot4, dot4-subgroups"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -348,4 +360,45 @@ fn tier_selection_takes_the_richest_tier_the_device_has() {
     // Firefox and Safari have no subgroup tier, whatever the device has.
     assert_eq!(Profile::select_tier(Target::Firefox, true, true, true), Tier::F16);
     assert_eq!(Profile::select_tier(Target::Safari, false, true, true), Tier::Base);
+}
+
+/// The int8 activation rule (docs/FORMAT.md §12) on its edge cases.
+#[test]
+fn int8_activations_follow_the_format() {
+    use codegen::codec::Activations8;
+    let mut x = vec![0.0f32; 32 * 5];
+    // Block 0: zeros. Block 1: below 2^-100 (zeros, scale 0).
+    x[32] = 3.0e-31;
+    // Block 2: amax 100 -> scale 1; ties round to even.
+    x[64..72].copy_from_slice(&[2.5, -3.5, 0.5, 100.0, -1.5, 6.5, 0.0, -0.5]);
+    // Block 3: amax exactly 127/4 -> scale 1/4 and code -127.
+    x[96] = -31.75;
+    x[97] = 0.125;
+    // Block 4: amax 127.5 needs scale 2 (127.5 > 127 at scale 1); 3.0 / 2 = 1.5 ties to 2.
+    x[128] = 127.5;
+    x[129] = 3.0;
+    let a = Activations8::quantize(&x);
+    assert_eq!(a.scales, [0.0, 0.0, 1.0, 0.25, 2.0]);
+    assert!(a.codes[..64].iter().all(|&q| q == 0));
+    assert_eq!(&a.codes[64..72], &[2, -4, 0, 100, -2, 6, 0, 0]);
+    assert_eq!(&a.codes[96..98], &[-127, 0]);
+    assert_eq!(&a.codes[128..130], &[64, 2]);
+    assert_eq!(a.block_sums()[2], 102);
+    // Every value is within half a step of its code, and the codes stand for exact values.
+    let mut rng = 0x1234_5678u32;
+    let y: Vec<f32> = (0..32 * 64)
+        .map(|i| {
+            rng ^= rng << 13;
+            rng ^= rng >> 17;
+            rng ^= rng << 5;
+            (rng as f32 / u32::MAX as f32 - 0.5) * 10f32.powi((i / 32) as i32 % 9 - 4)
+        })
+        .collect();
+    let a = Activations8::quantize(&y);
+    for (i, (&v, d)) in y.iter().zip(a.dequantize()).enumerate() {
+        let s = a.scales[i / 32];
+        assert!((v - d).abs() <= s / 2.0, "x[{i}] = {v} became {d} at scale {s}");
+        let amax = y[i / 32 * 32..i / 32 * 32 + 32].iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(amax / s <= 127.0 && amax / s > 63.0, "block {} uses its range: {amax} / {s}", i / 32);
+    }
 }

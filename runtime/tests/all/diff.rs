@@ -356,7 +356,8 @@ fn cases() -> Vec<Case> {
                 let mut rng = Rng(seed);
                 let (w, _) = weights(&mut rng, format, n, k);
                 let x: Vec<f32> = (0..m * k).map(|_| rng.value(1.0)).collect();
-                let want = reference::matmul(&w, &x, m);
+                // dot4 kernels compute with x's int8 codes (FORMAT.md §12).
+                let want = reference::matmul(&w, &spec.kernel_activations(&x), m);
                 out.push(Case { spec, input: Input::Weights { w, x, m, want } });
             }
         }

@@ -95,8 +95,13 @@ fn every_kernel_matches_the_reference_on_wgpu() {
         for &(m, n, groups) in shapes(spec.op) {
             let k = groups * spec.format.group_size() as usize;
             let (w, _) = weights(&mut rng, spec.format, n, k);
-            let x: Vec<f32> = (0..m * k).map(|_| rng.value(1.0)).collect();
-            let want = reference::matmul(&w, &x, m);
+            let mut x: Vec<f32> = (0..m * k).map(|_| rng.value(1.0)).collect();
+            if spec.uses_dot4() {
+                x8_edge_blocks(&mut x);
+            }
+            // dot4 kernels compute with x's int8 values (docs/FORMAT.md §12): a code that
+            // differs from the codec's by one moves the output far past the tolerance.
+            let want = reference::matmul(&w, &spec.kernel_activations(&x), m);
             let uploaded = gpu.upload(&w);
             match gpu.run(&spec, &uploaded, &x, m) {
                 Ok(got) => {
@@ -120,6 +125,26 @@ fn every_kernel_matches_the_reference_on_wgpu() {
     assert!(ran > 0, "no kernel ran");
     if ci {
         assert!(missing.is_empty(), "CI's lavapipe must run every tier; not run: {missing:?}");
+    }
+}
+
+/// The int8 activation rule's edge cases (docs/FORMAT.md §12) in the first blocks of `x`:
+/// a block of zeros, one below 2^-100 (quantized to zeros), one with exact ties (round
+/// half to even: 2.5 -> 2, -3.5 -> -4, 0.5 -> 0 at scale 1), and one whose largest
+/// magnitude is exactly 127 · 2^e.
+pub fn x8_edge_blocks(x: &mut [f32]) {
+    let blocks: [&dyn Fn(usize) -> f32; 4] = [
+        &|_| 0.0,
+        &|i| if i % 2 == 0 { 3.0e-31 } else { -1.0e-31 },
+        &|i| [2.5, -3.5, 0.5, 100.0, -1.5, 6.5, 0.0, -0.5][i % 8],
+        &|i| if i == 5 { -127.0 * 0.25 } else { (i as f32 - 16.0) * 0.01 },
+    ];
+    for (b, f) in blocks.iter().enumerate() {
+        for i in 0..32 {
+            if let Some(v) = x.get_mut(b * 32 + i) {
+                *v = f(i);
+            }
+        }
     }
 }
 
