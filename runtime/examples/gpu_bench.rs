@@ -153,6 +153,24 @@ impl<'a> Timer<'a> {
     }
 }
 
+/// Copies `len` f32 values of `buffer` (STORAGE | COPY_SRC) back to the host.
+fn read_back(gpu: &Gpu, buffer: &wgpu::Buffer, len: usize) -> Vec<f32> {
+    let read = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("readback"),
+        size: 4 * len as u64,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut enc = gpu.device().create_command_encoder(&Default::default());
+    enc.copy_buffer_to_buffer(buffer, 0, &read, 0, 4 * len as u64);
+    gpu.queue().submit([enc.finish()]);
+    let slice = read.slice(..);
+    slice.map_async(wgpu::MapMode::Read, |_| {});
+    gpu.device().poll(wgpu::PollType::wait_indefinitely()).expect("poll");
+    let bytes = slice.get_mapped_range().expect("mapped");
+    bytemuck::cast_slice(&bytes[..]).to_vec()
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -186,27 +204,72 @@ fn compute_pipeline(gpu: &Gpu, src: &str) -> wgpu::ComputePipeline {
 /// Streaming read of `bytes` (rounded to 16), over copies rotating past the cache.
 /// Returns GB/s.
 fn read_ceiling(gpu: &Gpu, timer: &Timer, bytes: u64, runs: u32) -> f64 {
-    let pipeline = compute_pipeline(gpu, READ_WGSL);
-    let bytes = bytes.div_ceil(16) * 16;
-    let copies = (256u64 << 20).div_ceil(bytes).clamp(1, 64);
-    let workgroups = 132 * 16;
-    let dst = storage(gpu, "read dst", 4 * 256 * workgroups as u64);
-    let groups: Vec<_> = (0..copies)
-        .map(|_| {
-            let src = storage(gpu, "read src", bytes);
-            gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &[
-                    wgpu::BindGroupEntry { binding: 0, resource: src.as_entire_binding() },
-                    wgpu::BindGroupEntry { binding: 1, resource: dst.as_entire_binding() },
-                ],
+    let read = ReadSetup::new(gpu, bytes);
+    timer.warm(&read.pipeline, &read.groups, read.wg, Duration::from_millis(100));
+    read.gb_per_s(median(timer.time(&read.pipeline, &read.groups, read.wg, runs)))
+}
+
+/// The streaming read of one byte count, set up once so that it can be timed in rounds
+/// alternating with a kernel's.
+struct ReadSetup {
+    pipeline: wgpu::ComputePipeline,
+    groups: Vec<wgpu::BindGroup>,
+    wg: [u32; 3],
+    bytes: u64,
+}
+
+impl ReadSetup {
+    fn new(gpu: &Gpu, bytes: u64) -> ReadSetup {
+        let pipeline = compute_pipeline(gpu, READ_WGSL);
+        let bytes = bytes.div_ceil(16) * 16;
+        let copies = (256u64 << 20).div_ceil(bytes).clamp(1, 64);
+        let workgroups = 132 * 16;
+        let dst = storage(gpu, "read dst", 4 * 256 * workgroups as u64);
+        let groups = (0..copies)
+            .map(|_| {
+                let src = storage(gpu, "read src", bytes);
+                gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: None,
+                    layout: &pipeline.get_bind_group_layout(0),
+                    entries: &[
+                        wgpu::BindGroupEntry { binding: 0, resource: src.as_entire_binding() },
+                        wgpu::BindGroupEntry { binding: 1, resource: dst.as_entire_binding() },
+                    ],
+                })
             })
-        })
-        .collect();
-    let wg = [workgroups, 1, 1];
-    timer.warm(&pipeline, &groups, wg, Duration::from_millis(100));
-    bytes as f64 / median(timer.time(&pipeline, &groups, wg, runs)) / 1e3
+            .collect();
+        ReadSetup { pipeline, groups, wg: [workgroups, 1, 1], bytes }
+    }
+
+    fn gb_per_s(&self, us: f64) -> f64 {
+        self.bytes as f64 / us / 1e3
+    }
+}
+
+/// Times a kernel and the streaming read of the same bytes in alternating rounds (after
+/// warming both), so that both medians see the same clocks and the same neighbours: on a
+/// shared card, back-to-back measurements minutes apart differed by 2x. Returns the kernel's
+/// median in microseconds and the read's in GB/s.
+fn time_against_read(
+    gpu: &Gpu,
+    timer: &Timer,
+    stages: &[(&wgpu::ComputePipeline, [u32; 3])],
+    groups: &[wgpu::BindGroup],
+    bytes: u64,
+    runs: u32,
+    quick: bool,
+) -> (f64, f64) {
+    const ROUNDS: u32 = 5;
+    let read = ReadSetup::new(gpu, bytes);
+    let warm = Duration::from_millis(if quick { 50 } else { 300 });
+    timer.warm(&read.pipeline, &read.groups, read.wg, warm / 3);
+    timer.warm_stages(stages, groups, warm);
+    let (mut kernel, mut reads) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        reads.extend(timer.time(&read.pipeline, &read.groups, read.wg, runs.div_ceil(ROUNDS)));
+        kernel.extend(timer.time_stages(stages, groups, runs.div_ceil(ROUNDS)));
+    }
+    (median(kernel), read.gb_per_s(median(reads)))
 }
 
 fn fma_ceiling(gpu: &Gpu, timer: &Timer, quick: bool) -> f64 {
@@ -228,6 +291,7 @@ fn fma_ceiling(gpu: &Gpu, timer: &Timer, quick: bool) -> f64 {
 }
 
 struct Row {
+    tier: codegen::Tier,
     op: &'static str,
     bits: u32,
     shape: String,
@@ -274,6 +338,7 @@ fn main() {
     }
     let mut rows = vec![
         Row {
+            tier,
             op: "read",
             bits: 0,
             shape: format!("{}MiB", big >> 20),
@@ -282,7 +347,16 @@ fn main() {
             unit: "GB/s",
             ceiling: gib,
         },
-        Row { op: "fma", bits: 32, shape: "-".into(), median_us: 0.0, throughput: fma, unit: "GFLOP/s", ceiling: fma },
+        Row {
+            tier,
+            op: "fma",
+            bits: 32,
+            shape: "-".into(),
+            median_us: 0.0,
+            throughput: fma,
+            unit: "GFLOP/s",
+            ceiling: fma,
+        },
     ];
     let matvec_shapes: &[(usize, usize)] =
         if quick { &[(4096, 4096)] } else { &[(4096, 4096), (4096, 14336), (14336, 4096), (16384, 16384)] };
@@ -293,11 +367,44 @@ fn main() {
         "{:<7} {:>4} {:>18} {:>11} {:>12} {:>10} {:>7}",
         "op", "bits", "shape", "median us", "throughput", "ceiling", "ratio"
     );
+    // The int8-activation tier (opt-in for users, measured here beside the f32 one).
+    let dot4 = if tier.subgroups() { codegen::Tier::Dot4Subgroups } else { codegen::Tier::Dot4 };
+    let mut variants: Vec<(Op, usize, usize, usize, u32, codegen::Tier)> = Vec::new();
     for &(op, m, n, k) in &cases {
         for bits in [2, 3, 4, 8, 16] {
+            variants.push((op, m, n, k, bits, tier));
+            if op == Op::Matvec && bits != 16 {
+                variants.push((op, m, n, k, bits, dot4));
+            }
+        }
+    }
+    // MV_SWEEP=1: only dot4 matvec, at the workgroup sizes and rows per workgroup listed in
+    // MV_CONFIGS ("wg:rows,wg:rows,..."), to choose the default tuning.
+    let configs: Vec<(u32, u32)> = std::env::var("MV_CONFIGS")
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .map(|c| {
+                    let (a, b) = c.split_once(':').expect("MV_CONFIGS is wg:rows,...");
+                    (a.parse().expect("wg"), b.parse().expect("rows"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if std::env::var("MV_SWEEP").is_ok() {
+        variants.retain(|v| v.5 == dot4 && matches!(v.4, 2 | 4 | 8));
+    }
+    let tunings: Vec<Option<(u32, u32)>> =
+        if configs.is_empty() { vec![None] } else { configs.iter().map(|&c| Some(c)).collect() };
+    for &(op, m, n, k, bits, tier) in &variants {
+        for &tuning in &tunings {
             let format = Format::from_bits(bits, 32, Scheme::Sym).unwrap();
             // The device's own limits (the native profile assumes the spec defaults).
-            let spec = gpu.native_limits(KernelSpec::new(op, format, Target::Native, tier).unwrap());
+            let mut spec = gpu.native_limits(KernelSpec::new(op, format, Target::Native, tier).unwrap());
+            if let (Some((wg, rows)), Op::Matvec) = (tuning, op) {
+                spec.tuning.workgroup_size = wg;
+                spec.tuning.rows_per_workgroup = rows;
+            }
             let shape = format!("{m}x{n}x{k}");
             if let Err(e) = spec.check_shape(m as u64, n as u64, k as u64) {
                 println!("{:<7} {:>4} {:>18}  skipped: {e}", op.name(), bits, shape);
@@ -324,8 +431,26 @@ fn main() {
                 contents: bytemuck::cast_slice(&[m as u32, n as u32, k as u32, 0]),
                 usage: wgpu::BufferUsages::UNIFORM,
             });
-            let x = storage(&gpu, "x", 4 * (m * k) as u64);
-            let y = storage(&gpu, "y", 4 * (m * n) as u64);
+            // Random activations, so that the result can be checked against the reference.
+            let xs: Vec<f32> = (0..m * k)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
+                })
+                .collect();
+            let x = gpu.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("x"),
+                contents: bytemuck::cast_slice(&xs),
+                usage: wgpu::BufferUsages::STORAGE,
+            });
+            let y = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("y"),
+                size: 4 * (m * n) as u64,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
             let groups: Vec<_> = uploads
                 .iter()
                 .map(|u| {
@@ -349,11 +474,31 @@ fn main() {
                 })
                 .collect();
             let wg = spec.workgroups(m as u32, n as u32);
-            timer.warm(&pipeline, &groups, wg, Duration::from_millis(if quick { 50 } else { 300 }));
-            let us = median(timer.time(&pipeline, &groups, wg, runs));
+            let (us, ceiling) = if op == Op::Matvec {
+                time_against_read(&gpu, &timer, &[(&pipeline, wg)], &groups, bytes, runs, quick)
+            } else {
+                timer.warm(&pipeline, &groups, wg, Duration::from_millis(if quick { 50 } else { 300 }));
+                (median(timer.time(&pipeline, &groups, wg, runs)), fma)
+            };
+            // The last run's output against the reference (every copy holds the same weights):
+            // a fast kernel that skips work must not pass. matmul beyond M = 16 is left to the
+            // test suite (its f64 reference takes minutes here).
+            let verified = if op == Op::Matvec || m <= 16 {
+                let got = read_back(&gpu, &y, m * n);
+                let want = codegen::reference::matmul(&w, &spec.kernel_activations(&xs), m);
+                if let Err(e) = want.compare(&got, spec.tolerance()) {
+                    panic!("{} {m}x{n}x{k} is wrong on this device: {e}", spec.name());
+                }
+                "checked"
+            } else {
+                "-"
+            };
+            if let Some((wg, rows)) = tuning {
+                print!("wg {wg:>3} rows {rows:>2}  ");
+            }
             let row = if op == Op::Matvec {
-                let ceiling = read_ceiling(&gpu, &timer, bytes, runs);
                 Row {
+                    tier,
                     op: op.name(),
                     bits,
                     shape,
@@ -365,17 +510,18 @@ fn main() {
             } else {
                 let flops = 2.0 * (m * n * k) as f64;
                 Row {
+                    tier,
                     op: op.name(),
                     bits,
                     shape,
                     median_us: us,
                     throughput: flops / us / 1e3,
                     unit: "GFLOP/s",
-                    ceiling: fma,
+                    ceiling,
                 }
             };
             println!(
-                "{:<7} {:>4} {:>18} {:>11.1} {:>8.1} {:<7} {:>8.1} {:>7.3}",
+                "{:<7} {:>4} {:>18} {:>11.1} {:>8.1} {:<7} {:>8.1} {:>7.3}  {} {verified}",
                 row.op,
                 row.bits,
                 row.shape,
@@ -383,7 +529,8 @@ fn main() {
                 row.throughput,
                 row.unit,
                 row.ceiling,
-                row.throughput / row.ceiling
+                row.throughput / row.ceiling,
+                row.tier
             );
             rows.push(row);
         }
@@ -394,9 +541,10 @@ fn main() {
         .iter()
         .map(|r| {
             format!(
-                "    {{\"device\": {:?}, \"driver\": {:?}, \"op\": \"{}\", \"bits\": {}, \"shape\": \"{}\", \"median_us\": {:.2}, \"throughput\": {:.2}, \"unit\": \"{}\", \"ceiling\": {:.2}, \"ratio\": {:.4}}}",
+                "    {{\"device\": {:?}, \"driver\": {:?}, \"tier\": \"{}\", \"op\": \"{}\", \"bits\": {}, \"shape\": \"{}\", \"median_us\": {:.2}, \"throughput\": {:.2}, \"unit\": \"{}\", \"ceiling\": {:.2}, \"ratio\": {:.4}}}",
                 name,
                 driver.trim_end_matches(')'),
+                r.tier,
                 r.op,
                 r.bits,
                 r.shape,
@@ -502,10 +650,9 @@ fn kv_attend_rows(gpu: &Gpu, timer: &Timer, quick: bool, runs: u32) -> Vec<Row> 
                 })
                 .collect();
             let stages = [(&pipelines[0], [h as u32, n_splits, 1]), (&pipelines[1], [heads as u32, 1, 1])];
-            timer.warm_stages(&stages, &groups, Duration::from_millis(if quick { 50 } else { 300 }));
-            let us = median(timer.time_stages(&stages, &groups, runs));
-            let ceiling = read_ceiling(gpu, timer, bytes, runs);
+            let (us, ceiling) = time_against_read(gpu, timer, &stages, &groups, bytes, runs, quick);
             let row = Row {
+                tier: spec.profile.tier,
                 op: "kv-attend",
                 bits,
                 shape,
