@@ -24,13 +24,11 @@ struct X8 {
 // blocks it reads: the x reads hit the cache and the arithmetic is small next to a
 // separate pass's launch (7.6 us on an H100, measured: bench/NOTES.md).
 fn x8_block(blk: u32) -> X8 {
-    var v: array<vec4<f32>, 8>;
-    var amax = 0.0;
-    for (var i = 0u; i < 8u; i++) {
-        v[i] = x[blk * 8u + i];
-        let a = abs(v[i]);
-        amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
-    }
+    // Unrolled, so that nothing is indexed at run time (a run-time index sends an array to
+    // local memory on some drivers).
+{% for i in 0..8 %}    let v{{ i }} = x[blk * 8u + {{ i }}u];
+{% endfor %}    let m = max(max(max(abs(v0), abs(v1)), max(abs(v2), abs(v3))), max(max(abs(v4), abs(v5)), max(abs(v6), abs(v7))));
+    let amax = max(max(m.x, m.y), max(m.z, m.w));
     // Blocks below 2^-100 are zeros: it keeps 2^e and 2^-e normal numbers.
     var inv = 0.0;
     var scale = 0.0;
@@ -43,19 +41,14 @@ fn x8_block(blk: u32) -> X8 {
         }
         scale = bitcast<f32>(u32(127 + e) << 23u);
     }
-    var words: array<u32, 8>;
-    var sum = 0i;
-    for (var i = 0u; i < 8u; i++) {
-        let q = vec4<i32>(round(v[i] * inv));
-        sum += (q.x + q.y) + (q.z + q.w);
-        let b = vec4<u32>(q) & vec4<u32>(0xffu);
-        words[i] = ((b.x | (b.y << 8u)) | (b.z << 16u)) | (b.w << 24u);
-    }
+{% for i in 0..8 %}    let q{{ i }} = vec4<i32>(round(v{{ i }} * inv));
+{% endfor %}    let s = ((q0 + q1) + (q2 + q3)) + ((q4 + q5) + (q6 + q7));
+    // pack4xI8 keeps the low byte of each component, component 0 lowest (FORMAT.md §12).
     return X8(
-        vec4<u32>(words[0], words[1], words[2], words[3]),
-        vec4<u32>(words[4], words[5], words[6], words[7]),
+        vec4<u32>(pack4xI8(q0), pack4xI8(q1), pack4xI8(q2), pack4xI8(q3)),
+        vec4<u32>(pack4xI8(q4), pack4xI8(q5), pack4xI8(q6), pack4xI8(q7)),
         scale,
-        sum,
+        (s.x + s.y) + (s.z + s.w),
     );
 }
 
@@ -81,8 +74,10 @@ fn {{ c.name }}(
         let xb = xq.hi;
         let xscale = xq.scale;
         let xsum = xq.sum;
-        for (var r = 0u; r < ROWS; r++) {
-            let row = min(row0 + r, params.n - 1u);
+        // The rows are unrolled: constant indices keep acc in registers and let every row's
+        // loads be issued before the first sum (a loop over r was latency-bound on an H100).
+{% for r in 0..c.rows %}        {
+            let row = min(row0 + {{ r }}u, params.n - 1u);
             let wb = (row * blocks + blk) * {{ c.dot4_vectors_per_block }}u;
 {% for l in c.dot4_loads %}            {{ l }}
 {% endfor %}            let d = ((dot4I8Packed({{ c.dot4_quads[0] }}, xa.x) + dot4I8Packed({{ c.dot4_quads[1] }}, xa.y))
@@ -90,38 +85,37 @@ fn {{ c.name }}(
                 + ((dot4I8Packed({{ c.dot4_quads[4] }}, xb.x) + dot4I8Packed({{ c.dot4_quads[5] }}, xb.y))
                 + (dot4I8Packed({{ c.dot4_quads[6] }}, xb.z) + dot4I8Packed({{ c.dot4_quads[7] }}, xb.w)));
             let g = row * groups + blk / BLOCKS_PER_GROUP;
-{% if c.asym %}            acc[r] += (scale_at(g) * xscale) * f32({{ c.dot4_sum }}) + (min_at(g) * xscale) * f32(xsum);
-{% else %}            acc[r] += (scale_at(g) * xscale) * f32({{ c.dot4_sum }});
+{% if c.asym %}            acc[{{ r }}] += (scale_at(g) * xscale) * f32({{ c.dot4_sum }}) + (min_at(g) * xscale) * f32(xsum);
+{% else %}            acc[{{ r }}] += (scale_at(g) * xscale) * f32({{ c.dot4_sum }});
 {% endif %}        }
-    }
+{% endfor %}    }
 {% else %}    for (var blk = lid; blk < blocks; blk += WG) {
         let xb = blk * 8u;
 {% for i in 0..8 %}        let x{{ i }} = x[xb + {{ i }}u];
 {% endfor %}{% if c.f16 %}{% for i in 0..8 %}        let xh{{ i }} = vec4<f16>(x{{ i }});
 {% endfor %}{% endif %}{% if c.asym %}        let xsum = dot(((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7)), vec4<f32>(1.0));
-{% endif %}        for (var r = 0u; r < ROWS; r++) {
-            // Rows past N read row N - 1 and are never stored: every invocation takes the
-            // same path to the barrier below.
-            let row = min(row0 + r, params.n - 1u);
+{% endif %}        // Rows past N read row N - 1 and are never stored: every invocation takes the
+        // same path to the barrier below. The rows are unrolled (see the dot4 loop).
+{% for r in 0..c.rows %}        {
+            let row = min(row0 + {{ r }}u, params.n - 1u);
             let wb = (row * blocks + blk) * BLOCK_WORDS;
 {% for i in 0..c.block_words %}            let w{{ i }} = weights[wb + {{ i }}u];
 {% endfor %}{% for q in c.quads %}            let q{{ loop.index0 }} = {{ q.value }};
 {% endfor %}{% if c.f16 %}            let d = ((dot(q0, xh0) + dot(q1, xh1)) + (dot(q2, xh2) + dot(q3, xh3))) + ((dot(q4, xh4) + dot(q5, xh5)) + (dot(q6, xh6) + dot(q7, xh7)));
 {% else %}            let d = ((dot(q0, x0) + dot(q1, x1)) + (dot(q2, x2) + dot(q3, x3))) + ((dot(q4, x4) + dot(q5, x5)) + (dot(q6, x6) + dot(q7, x7)));
 {% endif %}{% if c.quant %}            let g = row * groups + blk / BLOCKS_PER_GROUP;
-{% if c.asym %}            acc[r] += scale_at(g) * f32(d) + min_at(g) * xsum;
-{% else %}            acc[r] += scale_at(g) * f32(d);
-{% endif %}{% else %}            acc[r] += f32(d);
+{% if c.asym %}            acc[{{ r }}] += scale_at(g) * f32(d) + min_at(g) * xsum;
+{% else %}            acc[{{ r }}] += scale_at(g) * f32(d);
+{% endif %}{% else %}            acc[{{ r }}] += f32(d);
 {% endif %}        }
-    }
+{% endfor %}    }
 {% endif %}{% if c.subgroups %}
     // One subgroupAdd per row, then the first lane of each subgroup leaves its sum.
-    for (var r = 0u; r < ROWS; r++) {
-        let total = subgroupAdd(acc[r]);
-        if (sg_lane == 0u) {
-            partials[r * WG + sg_id] = total;
-        }
-    }
+    // (acc is only ever indexed by constants, so it stays in registers.)
+{% for r in 0..c.rows %}    let total{{ r }} = subgroupAdd(acc[{{ r }}]);
+{% endfor %}    if (sg_lane == 0u) {
+{% for r in 0..c.rows %}        partials[{{ r }}u * WG + sg_id] = total{{ r }};
+{% endfor %}    }
     workgroupBarrier();
     if (lid < ROWS && row0 + lid < params.n) {
         var sum = 0.0;
@@ -132,10 +126,8 @@ fn {{ c.name }}(
     }
 {% else %}
     // Tree reduction in workgroup memory.
-    for (var r = 0u; r < ROWS; r++) {
-        partials[r * WG + lid] = acc[r];
-    }
-    workgroupBarrier();
+{% for r in 0..c.rows %}    partials[{{ r }}u * WG + lid] = acc[{{ r }}];
+{% endfor %}    workgroupBarrier();
     for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
         if (lid < stride) {
             for (var r = 0u; r < ROWS; r++) {

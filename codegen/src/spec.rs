@@ -208,8 +208,15 @@ pub struct Tuning {
 
 impl Tuning {
     /// The default tuning of `op` on `profile`.
-    pub fn default_for(op: Op, _profile: &Profile) -> Tuning {
+    pub fn default_for(op: Op, format: Format, profile: &Profile) -> Tuning {
         match op {
+            // int8 activations (FORMAT.md §12): each invocation quantizes its x block once
+            // for 8 rows; 128 invocations keep 4096-wide rows covered (K/32 = 128 blocks).
+            // Best or within 10% of the best of 36 (wg, rows) pairs at every bench shape and
+            // bit width on an H100 (bench/NOTES.md, session 4 sweep).
+            Op::Matvec if profile.tier.dot4() && !format.is_f16() => {
+                Tuning { workgroup_size: 128, rows_per_workgroup: 8, tile_m: 1, tile_n: 8, chunk: 0 }
+            }
             // 64 invocations (two Metal SIMD-groups) x 4 rows: each invocation reuses every
             // x load for 4 rows; the reduction array is 4*64 f32 = 1 KiB.
             Op::Matvec => Tuning { workgroup_size: 64, rows_per_workgroup: 4, tile_m: 1, tile_n: 4, chunk: 0 },
@@ -247,7 +254,7 @@ impl KernelSpec {
             return Err(SpecError::KvFormat(format!("{} needs a head_dim (KernelSpec::kv)", op.name())));
         }
         let profile = Profile::new(target, tier)?;
-        let tuning = Tuning::default_for(op, &profile);
+        let tuning = Tuning::default_for(op, format, &profile);
         Ok(KernelSpec { op, format, profile, tuning, head_dim: 0 })
     }
 
@@ -259,7 +266,7 @@ impl KernelSpec {
         }
         crate::kv::check_format(format, head_dim)?;
         let profile = Profile::new(target, tier)?;
-        let tuning = Tuning::default_for(op, &profile);
+        let tuning = Tuning::default_for(op, format, &profile);
         Ok(KernelSpec { op, format, profile, tuning, head_dim })
     }
 
