@@ -208,18 +208,15 @@ pub struct Tuning {
 
 impl Tuning {
     /// The default tuning of `op` on `profile`.
-    pub fn default_for(op: Op, format: Format, profile: &Profile) -> Tuning {
+    pub fn default_for(op: Op, _profile: &Profile) -> Tuning {
         match op {
-            // int8 activations (FORMAT.md §12): each invocation quantizes its x block once
-            // for 8 rows; 128 invocations keep 4096-wide rows covered (K/32 = 128 blocks).
-            // Best or within 10% of the best of 36 (wg, rows) pairs at every bench shape and
-            // bit width on an H100 (bench/NOTES.md, session 4 sweep).
-            Op::Matvec if profile.tier.dot4() && !format.is_f16() => {
-                Tuning { workgroup_size: 128, rows_per_workgroup: 8, tile_m: 1, tile_n: 8, chunk: 0 }
-            }
-            // 64 invocations (two Metal SIMD-groups) x 4 rows: each invocation reuses every
-            // x load for 4 rows; the reduction array is 4*64 f32 = 1 KiB.
-            Op::Matvec => Tuning { workgroup_size: 64, rows_per_workgroup: 4, tile_m: 1, tile_n: 4, chunk: 0 },
+            // 128 invocations x 8 rows, every tier: each invocation reads (dot4: quantizes) its
+            // x block once for 8 rows, and 128 invocations still cover 4096-wide rows (K/32 =
+            // 128 blocks). On an H100 this was the best, or within 25% of the best, of the
+            // (wg, rows) pairs swept at every bench shape and bit width, for the f32 and the
+            // dot4 tiers (bench/NOTES.md, session 4); 64 x 4 was up to 1.5x slower. The
+            // reduction array is 8*128 f32 = 4 KiB.
+            Op::Matvec => Tuning { workgroup_size: 128, rows_per_workgroup: 8, tile_m: 1, tile_n: 8, chunk: 0 },
             // 16x8 invocations, each a 4x8 block of a 64x64 tile: one 32-block of K of the X
             // and the W tile, 2 x 32x64 f32 = 16 KiB of workgroup memory (the spec default).
             Op::Matmul => Tuning { workgroup_size: 128, rows_per_workgroup: 0, tile_m: 64, tile_n: 64, chunk: 0 },
@@ -254,7 +251,7 @@ impl KernelSpec {
             return Err(SpecError::KvFormat(format!("{} needs a head_dim (KernelSpec::kv)", op.name())));
         }
         let profile = Profile::new(target, tier)?;
-        let tuning = Tuning::default_for(op, format, &profile);
+        let tuning = Tuning::default_for(op, &profile);
         Ok(KernelSpec { op, format, profile, tuning, head_dim: 0 })
     }
 
@@ -266,7 +263,7 @@ impl KernelSpec {
         }
         crate::kv::check_format(format, head_dim)?;
         let profile = Profile::new(target, tier)?;
-        let tuning = Tuning::default_for(op, format, &profile);
+        let tuning = Tuning::default_for(op, &profile);
         Ok(KernelSpec { op, format, profile, tuning, head_dim })
     }
 

@@ -370,16 +370,23 @@ fn main() {
     // The int8-activation tier (opt-in for users, measured here beside the f32 one).
     let dot4 = if tier.subgroups() { codegen::Tier::Dot4Subgroups } else { codegen::Tier::Dot4 };
     let mut variants: Vec<(Op, usize, usize, usize, u32, codegen::Tier)> = Vec::new();
+    // matmul also at the f16 tier where the device has shader-f16 (an opt-in for users: it
+    // computes in f16, tolerance 1e-2).
+    let f16 = gpu.supports(codegen::Tier::F16).then_some(codegen::Tier::F16);
     for &(op, m, n, k) in &cases {
         for bits in [2, 3, 4, 8, 16] {
             variants.push((op, m, n, k, bits, tier));
             if op == Op::Matvec && bits != 16 {
                 variants.push((op, m, n, k, bits, dot4));
             }
+            if let (Op::Matmul, Some(f16)) = (op, f16) {
+                variants.push((op, m, n, k, bits, f16));
+            }
         }
     }
-    // MV_SWEEP=1: only dot4 matvec, at the workgroup sizes and rows per workgroup listed in
-    // MV_CONFIGS ("wg:rows,wg:rows,..."), to choose the default tuning.
+    // BENCH_ONLY="op:tier,...": only those (e.g. "matvec:subgroups,matmul:f16"); BENCH_BITS
+    // ="2,4": only those bit widths. For tuning sweeps, with MV_CONFIGS ("wg:rows,...": the
+    // workgroup sizes and rows per workgroup to time each matvec at).
     let configs: Vec<(u32, u32)> = std::env::var("MV_CONFIGS")
         .ok()
         .map(|v| {
@@ -391,13 +398,20 @@ fn main() {
                 .collect()
         })
         .unwrap_or_default();
-    if std::env::var("MV_SWEEP").is_ok() {
-        variants.retain(|v| v.5 == dot4 && matches!(v.4, 2 | 4 | 8));
+    if let Ok(only) = std::env::var("BENCH_ONLY") {
+        let only: Vec<&str> = only.split(',').collect();
+        variants.retain(|v| only.contains(&format!("{}:{}", v.0.name(), v.5.name()).as_str()));
+    }
+    if let Ok(bits) = std::env::var("BENCH_BITS") {
+        let bits: Vec<u32> = bits.split(',').map(|b| b.parse().expect("BENCH_BITS is a list of bit widths")).collect();
+        variants.retain(|v| bits.contains(&v.4));
     }
     let tunings: Vec<Option<(u32, u32)>> =
         if configs.is_empty() { vec![None] } else { configs.iter().map(|&c| Some(c)).collect() };
     for &(op, m, n, k, bits, tier) in &variants {
-        for &tuning in &tunings {
+        // MV_CONFIGS tunes matvec only: other ops run once, at their default.
+        let tunings = if op == Op::Matvec { &tunings[..] } else { &[None][..] };
+        for &tuning in tunings {
             let format = Format::from_bits(bits, 32, Scheme::Sym).unwrap();
             // The device's own limits (the native profile assumes the spec defaults).
             let mut spec = gpu.native_limits(KernelSpec::new(op, format, Target::Native, tier).unwrap());
@@ -535,7 +549,10 @@ fn main() {
             rows.push(row);
         }
     }
-    rows.extend(kv_attend_rows(&gpu, &timer, quick, runs));
+    // KV_SKIP=1: matvec and matmul only (tuning sweeps).
+    if std::env::var("KV_SKIP").is_err() {
+        rows.extend(kv_attend_rows(&gpu, &timer, quick, runs));
+    }
     let (name, driver) = device.split_once(" (").unwrap_or((&device, ""));
     let json_rows: Vec<String> = rows
         .iter()

@@ -83,7 +83,7 @@ const plan = process.env.SAMPLE_PLAN ? JSON.parse(process.env.SAMPLE_PLAN) : [
   ['matmul_f16_f16', 3, 9, 64],
   ['matvec_q4g64a_base', 1, 1, 64],
   ['matmul_q4g32a_f16_subgroups', 2, 64, 160],
-  ['matvec_q2g32s_base', 1, 262150, 32], // dispatch y = 2: N / 4 rows per workgroup > 65535
+  ['matvec_q2g32s_base', 1, 524294, 32], // dispatch y = 2: N / 8 rows per workgroup > 65535
 ];
 
 const cases = [];

@@ -297,21 +297,21 @@ fn check_matvec_cover(s: &KernelSpec, n: u32) {
 #[test]
 fn matvec_workgroups_fold_into_two_dimensions() {
     let s = spec(Op::Matvec, 4, 32, Scheme::Sym, Target::Generic, Tier::Base);
-    assert_eq!(s.tuning.rows_per_workgroup, 4);
+    assert_eq!(s.tuning.rows_per_workgroup, 8);
     assert_eq!(s.workgroups(1, 1), [1, 1, 1]);
-    assert_eq!(s.workgroups(1, 4096), [1024, 1, 1]);
-    assert_eq!(s.workgroups(1, 4097), [1025, 1, 1]);
-    assert_eq!(s.workgroups(1, 65535 * 4), [65535, 1, 1]);
-    assert_eq!(s.workgroups(1, 65535 * 4 + 1), [65535, 2, 1]);
-    // N larger than 65535 * 4: fold over y.
-    let n = 65535 * 4 * 3 + 5;
+    assert_eq!(s.workgroups(1, 4096), [512, 1, 1]);
+    assert_eq!(s.workgroups(1, 4097), [513, 1, 1]);
+    assert_eq!(s.workgroups(1, 65535 * 8), [65535, 1, 1]);
+    assert_eq!(s.workgroups(1, 65535 * 8 + 1), [65535, 2, 1]);
+    // N larger than 65535 * 8: fold over y.
+    let n = 65535 * 8 * 3 + 5;
     assert_eq!(s.workgroups(1, n), [65535, 4, 1]);
-    for n in [1, 3, 4, 5, 65535 * 4 - 1, 65535 * 4, 65535 * 4 + 1, 65535 * 4 * 3 + 5, 1 << 20, 1 << 30, u32::MAX] {
+    for n in [1, 3, 8, 9, 65535 * 8 - 1, 65535 * 8, 65535 * 8 + 1, 65535 * 8 * 3 + 5, 1 << 20, 1 << 30, u32::MAX] {
         check_matvec_cover(&s, n);
     }
     assert_eq!(
         s.dispatch().workgroups,
-        ["min(ceil(N / 4), 65535)".to_string(), "ceil(ceil(N / 4) / 65535)".into(), "1".into()]
+        ["min(ceil(N / 8), 65535)".to_string(), "ceil(ceil(N / 8) / 65535)".into(), "1".into()]
     );
 }
 
