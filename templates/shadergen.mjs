@@ -808,8 +808,9 @@ export class ShaderGen {
    *           gpu?: GPU | null, adapter?: GPUAdapter, adapterOptions?: object }} [options]
    *   `allowF16`: let f16 tiers run (1e-2 instead of 1e-5 accuracy). `allowInt8`: let matvec
    *   over quantized weights run a dot4 tier where `navigator.gpu.wgslLanguageFeatures` has
-   *   packed_4x8_integer_dot_product: x is quantized to int8 per 32-block first (a second
-   *   pass; the result is then W · x8, x8 the int8 values, not W · x). `prefer`: `auto` and
+   *   packed_4x8_integer_dot_product: x is quantized to int8 per 32-block (in the kernel on
+   *   WebGPU, in a first pass on WebAssembly; the result is then W · x8, x8 the int8 values,
+   *   not W · x). `prefer`: `auto` and
    *   `webgpu` follow docs/CAPS.md §3 (WebGPU wherever a kernel is runnable); `wasm-simd` /
    *   `wasm-scalar` force WebAssembly (scalar where simd128 is missing). `gpu`: the WebGPU
    *   entry point (default `navigator.gpu`; null for none).

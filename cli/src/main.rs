@@ -126,8 +126,14 @@ struct SelectArgs {
     /// tolerance of 1e-2 relative instead of 1e-5.
     #[arg(long)]
     allow_f16: bool,
+    /// Let matvec over quantized weights use the dot4 tiers where the report's
+    /// wgsl_language_features has packed_4x8_integer_dot_product: x is quantized to int8 per
+    /// 32-block (docs/FORMAT.md section 12), so the result is W times the int8 values of x.
+    /// shadergen.mjs calls it allowInt8.
+    #[arg(long)]
+    allow_int8: bool,
     /// Print one JSON object instead of the table: suggested_target, package_target,
-    /// allow_f16, note (null when the package suits the report), and choices, one
+    /// allow_f16, allow_int8, note (null when the package suits the report), and choices, one
     /// {family, kernel, backend, tier, reason} per family (tier null for WebAssembly).
     #[arg(long)]
     json: bool,
@@ -606,7 +612,7 @@ fn list() -> Result<(), CliError> {
         "  dot4 tiers: matvec over quantized weights quantizes x to int8 per 32-block and sums with\n  \
          dot4I8Packed (its tolerance is against the reference over those int8 values); other ops\n  \
          compute as in base (subgroups). Never selected automatically: a host opts in (shadergen.mjs:\n  \
-         allowInt8).\n",
+         allowInt8; shadergen select --allow-int8).\n",
     );
 
     let mut rows = vec![header(&["OP", "COMPUTES"])];
@@ -807,7 +813,8 @@ fn select_variants(args: &SelectArgs) -> Result<(), CliError> {
     })?;
     let malformed = |error| CliError::Malformed { path: manifest_path.clone(), error };
     let package = codegen::caps::PackageView::from_json(&manifest).map_err(malformed)?;
-    let choices = codegen::caps::select_package(&caps, &package, args.allow_f16);
+    let allow = codegen::caps::Allow { f16: args.allow_f16, int8: args.allow_int8 };
+    let choices = codegen::caps::select_package_with(&caps, &package, allow);
     let suggested = codegen::caps::suggest_target(&caps);
     let note = (suggested != package.target).then(|| {
         format!(
@@ -822,12 +829,13 @@ fn select_variants(args: &SelectArgs) -> Result<(), CliError> {
             "suggested_target": suggested,
             "package_target": package.target,
             "allow_f16": args.allow_f16,
+            "allow_int8": args.allow_int8,
             "note": note,
             "choices": choices,
         });
         return print(&format!("{}\n", serde_json::to_string_pretty(&json).expect("choices serialize")));
     }
-    print(&select_table(&caps, &manifest_path, package.target, suggested, args.allow_f16, &choices, note.as_deref()))
+    print(&select_table(&caps, &manifest_path, package.target, suggested, allow, &choices, note.as_deref()))
 }
 
 fn select_table(
@@ -835,7 +843,7 @@ fn select_table(
     manifest: &Path,
     package_target: Target,
     suggested: Target,
-    allow_f16: bool,
+    allow: codegen::caps::Allow,
     choices: &[Choice],
     note: Option<&str>,
 ) -> String {
@@ -859,13 +867,14 @@ fn select_table(
         }
     };
     let wasm = &caps.wasm;
-    let rows: [(&str, String); 6] = [
+    let rows: [(&str, String); 7] = [
         ("report", format!("{} (engine {})", caps.source, caps.engine)),
         ("adapter", adapter),
         ("wasm", format!("simd128 {}, relaxed_simd {}, threads {}", wasm.simd128, wasm.relaxed_simd, wasm.threads)),
         ("package", format!("{} ({}), {} families", manifest.display(), package_target, choices.len())),
         ("suggested", format!("{suggested} (docs/CAPS.md section 2)")),
-        ("allow_f16", format!("{allow_f16}")),
+        ("allow_f16", format!("{}", allow.f16)),
+        ("allow_int8", format!("{}", allow.int8)),
     ];
     for (label, value) in &rows {
         out.push_str(&format!("{:<10} {value}\n", format!("{label}:")));

@@ -383,6 +383,11 @@ pub struct KernelView {
     pub workgroup_size: [u32; 3],
     /// `workgroup_storage_bytes`.
     pub workgroup_storage_bytes: u64,
+    /// `wgsl_language_features` (absent: none): WGSL language features the kernel uses.
+    pub wgsl_language_features: Vec<String>,
+    /// `activations` is `"int8"` (absent or `"f32"`: false): the kernel quantizes x to int8
+    /// (`docs/FORMAT.md` §12).
+    pub int8_activations: bool,
 }
 
 impl KernelView {
@@ -402,6 +407,11 @@ impl KernelView {
         for f in &self.features {
             if !gpu.has(f) {
                 why.push(format!("no {f}"));
+            }
+        }
+        for f in &self.wgsl_language_features {
+            if !gpu.wgsl_language_features.contains(f) {
+                why.push(format!("no WGSL language feature {f}"));
             }
         }
         let limits = &gpu.limits;
@@ -504,14 +514,34 @@ pub struct Choice {
     pub reason: String,
 }
 
+/// What a host allows beyond the exact f32 tiers (`docs/CAPS.md` §3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allow {
+    /// f16 tiers (1e-2 instead of 1e-5).
+    pub f16: bool,
+    /// int8 activations: the dot4 tiers' matvec (`docs/FORMAT.md` §12), `allowInt8` in
+    /// shadergen.mjs.
+    pub int8: bool,
+}
+
 /// §3 over a manifest's JSON: one [`Choice`] per family, in the order families first appear
 /// in the manifest. `allow_f16` lets f16 tiers be chosen (they trade accuracy for speed).
 pub fn select(caps: &Caps, manifest: &Value, allow_f16: bool) -> Result<Vec<Choice>, CapsError> {
-    Ok(select_package(caps, &PackageView::from_json(manifest)?, allow_f16))
+    select_with(caps, manifest, Allow { f16: allow_f16, int8: false })
+}
+
+/// [`select`] with int8 activations allowed or not as well.
+pub fn select_with(caps: &Caps, manifest: &Value, allow: Allow) -> Result<Vec<Choice>, CapsError> {
+    Ok(select_package_with(caps, &PackageView::from_json(manifest)?, allow))
 }
 
 /// §3 over a manifest already read (see [`select`]).
 pub fn select_package(caps: &Caps, package: &PackageView, allow_f16: bool) -> Vec<Choice> {
+    select_package_with(caps, package, Allow { f16: allow_f16, int8: false })
+}
+
+/// [`select_package`] with int8 activations allowed or not as well.
+pub fn select_package_with(caps: &Caps, package: &PackageView, allow: Allow) -> Vec<Choice> {
     let mut families: Vec<(String, Vec<&KernelView>)> = Vec::new();
     for k in &package.kernels {
         let key = k.family();
@@ -524,13 +554,16 @@ pub fn select_package(caps: &Caps, package: &PackageView, allow_f16: bool) -> Ve
         .into_iter()
         .map(|(family, mut members)| {
             members.sort_by_key(|k| k.tier);
-            choose(caps, package.target, family, &members, allow_f16)
+            choose(caps, package.target, family, &members, allow)
         })
         .collect()
 }
 
+/// The language feature the dot4 tiers' kernels use.
+const DOT4_LANGUAGE_FEATURE: &str = "packed_4x8_integer_dot_product";
+
 /// One family's choice; `members` sorted by tier, lowest first.
-fn choose(caps: &Caps, target: Target, family: String, members: &[&KernelView], allow_f16: bool) -> Choice {
+fn choose(caps: &Caps, target: Target, family: String, members: &[&KernelView], allow: Allow) -> Choice {
     let wasm = |why: String| {
         let (backend, reason) = if caps.wasm.simd128 {
             (Backend::WasmSimd, why)
@@ -543,11 +576,34 @@ fn choose(caps: &Caps, target: Target, family: String, members: &[&KernelView], 
         return wasm("no WebGPU".into());
     };
     let (has_f16, has_subgroups) = (gpu.has("shader-f16"), gpu.has("subgroups"));
-    let wanted = Profile::select_tier(target, has_f16, has_subgroups, allow_f16);
-    let why_wanted = wanted_reason(target, has_f16, has_subgroups, allow_f16);
-    // A tier is eligible when `select_tier` could have given it: its needs met, f16 allowed.
-    let eligible =
-        |t: Tier| t <= wanted && (!t.shader_f16() || (has_f16 && allow_f16)) && (!t.subgroups() || has_subgroups);
+    let allow_f16 = allow.f16;
+    // The int8 part of the reason, where the host allows int8 for a family that has such
+    // kernels: (whether it enables the dot4 tiers, words).
+    let int8_why = (allow.int8 && members.iter().any(|k| k.int8_activations)).then(|| {
+        if !gpu.wgsl_language_features.iter().any(|f| f == DOT4_LANGUAGE_FEATURE) {
+            (false, format!("no {DOT4_LANGUAGE_FEATURE}"))
+        } else if !target.info().tiers.iter().any(|t| t.dot4()) {
+            (false, format!("target {target} has no dot4 tier"))
+        } else {
+            (true, format!("adapter has {DOT4_LANGUAGE_FEATURE}, int8 allowed"))
+        }
+    });
+    let int8 = int8_why.as_ref().is_some_and(|(enables, _)| *enables);
+    let wanted = Profile::select_tier_int8(target, has_f16, has_subgroups, allow_f16, int8);
+    let mut why_wanted = wanted_reason(target, has_f16, has_subgroups, allow_f16);
+    match int8_why {
+        Some((true, words)) => why_wanted = format!("{words}; {why_wanted}"),
+        Some((false, words)) => why_wanted = format!("{why_wanted}; {words}"),
+        None => {}
+    }
+    // A tier is eligible when `select_tier` could have given it: its needs met, f16 (int8)
+    // allowed.
+    let eligible = |t: Tier| {
+        t <= wanted
+            && (!t.shader_f16() || (has_f16 && allow_f16))
+            && (!t.subgroups() || has_subgroups)
+            && (!t.dot4() || int8)
+    };
     let mut passed_over = Vec::new();
     for tier in Tier::ALL.into_iter().rev().filter(|&t| eligible(t)) {
         let Some(k) = members.iter().find(|k| k.tier == tier) else {
@@ -777,6 +833,14 @@ impl Reader {
             features,
             workgroup_size,
             workgroup_storage_bytes: self.uint(&k.get("workgroup_storage_bytes"))?,
+            wgsl_language_features: match k.get("wgsl_language_features") {
+                f if f.value.is_none() => Vec::new(),
+                f => self.strings(&f)?,
+            },
+            int8_activations: match k.get("activations") {
+                f if f.value.is_none() => false,
+                f => self.choice(&f, &[("f32", false), ("int8", true)])?,
+            },
         })
     }
 }

@@ -337,16 +337,31 @@ impl Profile {
     /// The tier a device gets for `target`: the richest of the target's tiers whose features
     /// the device has. f16 tiers trade accuracy (tolerance 1e-2 instead of 1e-5) for speed,
     /// so they are chosen only when `allow_f16` is set; dot4 tiers change the result more
-    /// (int8 activations) and are never chosen here, only asked for by name. This is the one selection rule; the
-    /// runtimes implement it from the manifest.
+    /// (int8 activations) and are never chosen here (see [`Profile::select_tier_int8`]). This
+    /// is the one selection rule; the runtimes implement it from the manifest.
     pub fn select_tier(target: Target, has_shader_f16: bool, has_subgroups: bool, allow_f16: bool) -> Tier {
+        Profile::select_tier_int8(target, has_shader_f16, has_subgroups, allow_f16, false)
+    }
+
+    /// [`Profile::select_tier`] where dot4 tiers count when `int8` is set: the host allows
+    /// int8 activations for a family that has such kernels, and the device's WGSL has
+    /// `packed_4x8_integer_dot_product` (`docs/CAPS.md` §3).
+    pub fn select_tier_int8(
+        target: Target,
+        has_shader_f16: bool,
+        has_subgroups: bool,
+        allow_f16: bool,
+        int8: bool,
+    ) -> Tier {
         target
             .info()
             .tiers
             .iter()
             .copied()
             .rfind(|t| {
-                !t.dot4() && (!t.shader_f16() || (has_shader_f16 && allow_f16)) && (!t.subgroups() || has_subgroups)
+                (!t.dot4() || int8)
+                    && (!t.shader_f16() || (has_shader_f16 && allow_f16))
+                    && (!t.subgroups() || has_subgroups)
             })
             .unwrap_or(Tier::Base)
     }

@@ -239,3 +239,50 @@ fn select_errors_name_the_file_and_the_field() {
     std::fs::write(&bad_manifest, "[").unwrap();
     fails(&caps_file, &bad_manifest, 2, &["manifest.json", "invalid JSON"]);
 }
+
+/// `select --allow-int8` (CAPS.md §3): Dawn's report has packed_4x8_integer_dot_product, so a
+/// chrome package's quantized matvec gets dot4-subgroups; matmul and the f16 baseline do not
+/// change, and without the flag nothing takes a dot4 tier.
+#[test]
+fn select_allow_int8_takes_dot4_tiers() {
+    let scratch = Scratch::new("select_allow_int8_takes_dot4_tiers");
+    let package = scratch.path("chrome");
+    emit("chrome", &package, &["--ops", "matvec,matmul", "--bits", "4,16", "--group", "32", "--scheme", "sym"]);
+    let caps_file = scratch.path("caps.json");
+    write_json(&caps_file, &vector("dawn-node-lavapipe.json")["caps"]);
+    let tiers = |flags: &[&str]| -> Vec<(String, String)> {
+        let out = select(&caps_file, &package, &[flags, &["--json"]].concat());
+        assert_status(&out, 0);
+        let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(json["allow_int8"], json!(flags.contains(&"--allow-int8")));
+        json["choices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["family"].as_str().unwrap().to_string(), c["tier"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    let want = |matvec4: &str| {
+        vec![
+            ("matvec/4/32/sym".to_string(), matvec4.to_string()),
+            ("matvec/16/32/sym".into(), "subgroups".into()),
+            ("matmul/4/32/sym".into(), "subgroups".into()),
+            ("matmul/16/32/sym".into(), "subgroups".into()),
+        ]
+    };
+    let mut got = tiers(&["--allow-int8"]);
+    got.sort();
+    let mut expect = want("dot4-subgroups");
+    expect.sort();
+    assert_eq!(got, expect);
+    let mut got = tiers(&[]);
+    got.sort();
+    let mut expect = want("subgroups");
+    expect.sort();
+    assert_eq!(got, expect);
+    // The table says so too.
+    let out = select(&caps_file, &package, &["--allow-int8"]);
+    let text = stdout(&out);
+    assert!(text.contains("allow_int8: true"), "{text}");
+    assert!(text.contains("adapter has packed_4x8_integer_dot_product, int8 allowed"), "{text}");
+}

@@ -445,3 +445,60 @@ fn wasm_probes_are_the_modules_their_docs_show() {
     let probed = caps::WasmSupport::probe(|bytes| bytes == caps::PROBE_SIMD128);
     assert_eq!(probed, caps::WasmSupport { simd128: true, relaxed_simd: false, threads: false });
 }
+
+/// `allow_int8` (CAPS.md §3, `allowInt8` in shadergen.mjs): dot4 tiers only for families with
+/// int8-activation kernels, only where the report's WGSL has the language feature; they fall
+/// back to dot4, then to the f32 tiers, as the others do.
+#[test]
+fn allow_int8_chooses_dot4_tiers_where_the_language_feature_is() {
+    let mut m = matvec_family();
+    for tier in [Tier::Dot4, Tier::Dot4Subgroups] {
+        let name = format!("mv_{}", tier.name());
+        set(&mut m, &name, "activations", json!("int8"));
+        set(&mut m, &name, "wgsl_language_features", json!(["packed_4x8_integer_dot_product"]));
+    }
+    let int8 = caps::Allow { f16: false, int8: true };
+    let mut caps = report(&["subgroups"]);
+    // Without the language feature: as without allow_int8, and the reason says why.
+    let c = only(caps::select_with(&caps, &m, int8).unwrap());
+    assert_eq!(c.tier, Some(Tier::Subgroups));
+    assert_eq!(c.reason, "adapter has subgroups; no shader-f16; no packed_4x8_integer_dot_product");
+    caps.webgpu.as_mut().unwrap().wgsl_language_features = vec!["packed_4x8_integer_dot_product".into()];
+    let c = only(caps::select_with(&caps, &m, int8).unwrap());
+    assert_eq!(
+        (c.backend, c.tier, c.kernel.as_str()),
+        (Backend::WebGpu, Some(Tier::Dot4Subgroups), "mv_dot4-subgroups")
+    );
+    assert!(c.reason.starts_with("adapter has packed_4x8_integer_dot_product, int8 allowed; "), "{}", c.reason);
+    // Not allowed: never a dot4 tier, the same answer as select.
+    let plain = only(caps::select(&caps, &m, false).unwrap());
+    assert_eq!(plain.tier, Some(Tier::Subgroups));
+    assert_eq!(only(caps::select_with(&caps, &m, caps::Allow::default()).unwrap()), plain);
+    // dot4-subgroups not runnable: dot4 (the reason names what was passed over).
+    set(&mut m, "mv_dot4-subgroups", "workgroup_storage_bytes", json!(20480));
+    let c = only(caps::select_with(&caps, &m, int8).unwrap());
+    assert_eq!(c.tier, Some(Tier::Dot4));
+    assert!(c.reason.contains("mv_dot4-subgroups: workgroup storage 20480 > 16384"), "{}", c.reason);
+    // A dot4 kernel needing a language feature the report lacks is not runnable.
+    set(
+        &mut m,
+        "mv_dot4",
+        "wgsl_language_features",
+        json!(["packed_4x8_integer_dot_product", "pointer_composite_access"]),
+    );
+    let c = only(caps::select_with(&caps, &m, int8).unwrap());
+    assert_eq!(c.tier, Some(Tier::Subgroups));
+    assert!(c.reason.contains("mv_dot4: no WGSL language feature pointer_composite_access"), "{}", c.reason);
+    // A family without int8 kernels (the real chrome package's matmul) never takes a dot4 tier.
+    let chrome = package(Target::Chrome);
+    let choices = caps::select_with(&caps, &chrome, int8).unwrap();
+    for c in &choices {
+        let dot4 = c.tier.is_some_and(|t| t.dot4());
+        let quantized_matvec = c.family.starts_with("matvec/") && !c.family.starts_with("matvec/16/");
+        assert_eq!(dot4, quantized_matvec, "{c:?}");
+    }
+    // A bad `activations` value names the allowed ones.
+    set(&mut m, "mv_dot4", "activations", json!("int4"));
+    let e = caps::select_with(&caps, &m, int8).unwrap_err().to_string();
+    assert!(e.contains("activations") && e.contains("f32, int8") && e.contains("int4"), "{e}");
+}
