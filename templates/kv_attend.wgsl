@@ -69,62 +69,72 @@ fn {{ c.name }}(
         let b = (h * gq) * D + 4u * i;
         qs[i] = vec4<f32>(q[b], q[b + 1u], q[b + 2u], q[b + 3u]) * SCALE;
     }
-    // Per query head g: the running max in step_max[g] (written by invocation g), the sum of
-    // exponentials in invocation g's l_own, and this invocation's output quad o{g}. Every
-    // per-head value is a named variable, and every loop over the heads is unrolled to GMAX
-    // with a test of g < gq: arrays indexed at run time went to local memory (matvec's rows
-    // were 1.6-1.9x slower so on an H100).
-    if (lid < GMAX) {
-        step_max[lid] = NEG;
+    // Running max and (invocation g < gq only) sum of exponentials of query head g; this
+    // invocation's output quad per query head.
+    var m: array<f32, {{ c.gmax }}>;
+    var corr: array<f32, {{ c.gmax }}>;
+    var o: array<vec4<f32>, {{ c.gmax }}>;
+    var l_own = 0.0;
+    for (var g = 0u; g < GMAX; g++) {
+        m[g] = NEG;
+        corr[g] = 0.0;
+        o[g] = vec4<f32>(0.0);
     }
-{% for g in 0..c.gmax %}    var o{{ g }} = vec4<f32>(0.0);
-{% endfor %}    var l_own = 0.0;
     workgroupBarrier();
     for (var c0 = t0; c0 < t1; c0 += C) {
         // 1. Invocation lid scores token c0 + lid against every query head.
         let t = c0 + lid;
-{% for g in 0..c.gmax %}        var s{{ g }} = select(NEG, 0.0, t < t1 && {{ g }}u < gq);
-{% endfor %}        if (t < t1) {
+        var s: array<f32, {{ c.gmax }}>;
+        for (var g = 0u; g < GMAX; g++) {
+            s[g] = NEG;
+        }
+        if (t < t1) {
+            for (var g = 0u; g < gq; g++) {
+                s[g] = 0.0;
+            }
             let row = h * params.max_seq + t;
             for (var blk = 0u; blk < BLOCKS; blk++) {
-{% for j in 0..8 %}                var kb{{ j }}: vec4<f32>;
-{% endfor %}                if (t < quantized_len) {
+                var kb: array<vec4<f32>, 8>;
+                if (t < quantized_len) {
                     let wb = (row * BLOCKS + blk) * BITS;
 {% for i in 0..c.bits %}                    let w{{ i }} = codes[wb + {{ i }}u];
 {% endfor %}                    let gi = row * GPR + blk * 32u / G;
                     let sv = vec4<f32>(scale_at(gi));
                     let mv = vec4<f32>(min_at(gi));
-{% for q in c.quads %}                    kb{{ loop.index0 }} = vec4<f32>(bytes4({{ q }})) * sv + mv;
+{% for q in c.quads %}                    kb[{{ loop.index0 }}] = vec4<f32>(bytes4({{ q }})) * sv + mv;
 {% endfor %}                } else {
                     let wi = ((h * params.window + t % params.window) * D + blk * 32u) / 2u;
-{% for j in 0..8 %}                    kb{{ j }} = vec4<f32>(unpack2x16float(window[wi + {{ 2 * j }}u]), unpack2x16float(window[wi + {{ 2 * j + 1 }}u]));
-{% endfor %}                }
-{% for g in 0..c.gmax %}                if ({{ g }}u < gq) {
-                    let qb = {{ g }}u * QUADS + blk * 8u;
-                    s{{ g }} += ((dot(kb0, qs[qb]) + dot(kb1, qs[qb + 1u])) + (dot(kb2, qs[qb + 2u]) + dot(kb3, qs[qb + 3u])))
-                        + ((dot(kb4, qs[qb + 4u]) + dot(kb5, qs[qb + 5u])) + (dot(kb6, qs[qb + 6u]) + dot(kb7, qs[qb + 7u])));
+                    for (var j = 0u; j < 8u; j++) {
+                        kb[j] = vec4<f32>(unpack2x16float(window[wi + 2u * j]), unpack2x16float(window[wi + 2u * j + 1u]));
+                    }
                 }
-{% endfor %}            }
+                for (var g = 0u; g < gq; g++) {
+                    let qb = g * QUADS + blk * 8u;
+                    s[g] += ((dot(kb[0], qs[qb]) + dot(kb[1], qs[qb + 1u])) + (dot(kb[2], qs[qb + 2u]) + dot(kb[3], qs[qb + 3u])))
+                        + ((dot(kb[4], qs[qb + 4u]) + dot(kb[5], qs[qb + 5u])) + (dot(kb[6], qs[qb + 6u]) + dot(kb[7], qs[qb + 7u])));
+                }
+            }
         }
-{% for g in 0..c.gmax %}        if ({{ g }}u < gq) {
-            sc[{{ g }}u * C + lid] = s{{ g }};
+        for (var g = 0u; g < gq; g++) {
+            sc[g * C + lid] = s[g];
         }
-{% endfor %}        workgroupBarrier();
+        workgroupBarrier();
         // 2. Invocation g < gq finds query head g's new max and rescaling factor.
         if (lid < gq) {
-            let old = step_max[lid];
-            var mx = old;
+            var mx = m[lid];
             for (var i = 0u; i < C; i++) {
                 mx = max(mx, sc[lid * C + i]);
             }
             step_max[lid] = mx;
-            step_corr[lid] = exp(old - mx);
+            step_corr[lid] = exp(m[lid] - mx);
         }
         workgroupBarrier();
-{% for g in 0..c.gmax %}        if ({{ g }}u < gq) {
-            sc[{{ g }}u * C + lid] = exp(s{{ g }} - step_max[{{ g }}u]);
+        for (var g = 0u; g < gq; g++) {
+            m[g] = step_max[g];
+            corr[g] = step_corr[g];
+            sc[g * C + lid] = exp(s[g] - m[g]);
         }
-{% endfor %}        workgroupBarrier();
+        workgroupBarrier();
         // 3. Invocation g < gq adds query head g's probabilities to its sum; every invocation
         // accumulates its value quad over its lane's tokens.
         let n = min(C, t1 - c0);
@@ -133,64 +143,64 @@ fn {{ c.name }}(
             for (var i = 0u; i < n; i++) {
                 sum += sc[lid * C + i];
             }
-            l_own = l_own * step_corr[lid] + sum;
+            l_own = l_own * corr[lid] + sum;
         }
-{% for g in 0..c.gmax %}        if ({{ g }}u < gq) {
-            o{{ g }} *= step_corr[{{ g }}u];
+        for (var g = 0u; g < gq; g++) {
+            o[g] *= corr[g];
         }
-{% endfor %}        // Tokens {{ c.unroll }} at a time, their loads issued together (one at a time, every token
+        // Tokens {{ c.unroll }} at a time, their loads issued together (one at a time, every token
         // waited for its own load): the stored ones, then the window's, then the rest.
         let nq = min(n, max(quantized_len, c0) - c0);
         var i = lane;
         for (; i + {{ c.unroll - 1 }}u * LANES < nq; i += {{ c.unroll }}u * LANES) {
 {% for u in 0..c.unroll %}            let v{{ u }} = value_quad(h, c0 + i + {{ u }}u * LANES, qd, true);
-{% endfor %}{% for g in 0..c.gmax %}            if ({{ g }}u < gq) {
-                let b = {{ g }}u * C + i;
-                o{{ g }} += {% for u in 0..c.unroll %}{% if u > 0 %} + {% endif %}sc[b + {{ u }}u * LANES] * v{{ u }}{% endfor %};
+{% endfor %}            for (var g = 0u; g < gq; g++) {
+                let b = g * C + i;
+                o[g] += {% for u in 0..c.unroll %}{% if u > 0 %} + {% endif %}sc[b + {{ u }}u * LANES] * v{{ u }}{% endfor %};
             }
-{% endfor %}        }
+        }
         for (; i < nq; i += LANES) {
             let v = value_quad(h, c0 + i, qd, true);
-{% for g in 0..c.gmax %}            if ({{ g }}u < gq) {
-                o{{ g }} += sc[{{ g }}u * C + i] * v;
+            for (var g = 0u; g < gq; g++) {
+                o[g] += sc[g * C + i] * v;
             }
-{% endfor %}        }
+        }
         for (; i + {{ c.unroll - 1 }}u * LANES < n; i += {{ c.unroll }}u * LANES) {
 {% for u in 0..c.unroll %}            let v{{ u }} = value_quad(h, c0 + i + {{ u }}u * LANES, qd, false);
-{% endfor %}{% for g in 0..c.gmax %}            if ({{ g }}u < gq) {
-                let b = {{ g }}u * C + i;
-                o{{ g }} += {% for u in 0..c.unroll %}{% if u > 0 %} + {% endif %}sc[b + {{ u }}u * LANES] * v{{ u }}{% endfor %};
+{% endfor %}            for (var g = 0u; g < gq; g++) {
+                let b = g * C + i;
+                o[g] += {% for u in 0..c.unroll %}{% if u > 0 %} + {% endif %}sc[b + {{ u }}u * LANES] * v{{ u }}{% endfor %};
             }
-{% endfor %}        }
+        }
         for (; i < n; i += LANES) {
             let v = value_quad(h, c0 + i, qd, false);
-{% for g in 0..c.gmax %}            if ({{ g }}u < gq) {
-                o{{ g }} += sc[{{ g }}u * C + i] * v;
+            for (var g = 0u; g < gq; g++) {
+                o[g] += sc[g * C + i] * v;
             }
-{% endfor %}        }
+        }
         workgroupBarrier();
     }
     // The token lanes' partial outputs are summed by lane 0.
-{% for g in 0..c.gmax %}    if ({{ g }}u < gq) {
-        lanes_out[(lane * GMAX + {{ g }}u) * QUADS + qd] = o{{ g }};
+    for (var g = 0u; g < gq; g++) {
+        lanes_out[(lane * GMAX + g) * QUADS + qd] = o[g];
     }
-{% endfor %}    workgroupBarrier();
+    workgroupBarrier();
     if (lane == 0u) {
-{% for g in 0..c.gmax %}        if ({{ g }}u < gq) {
-            var acc = o{{ g }};
+        for (var g = 0u; g < gq; g++) {
+            var acc = o[g];
             for (var r = 1u; r < LANES; r++) {
-                acc += lanes_out[(r * GMAX + {{ g }}u) * QUADS + qd];
+                acc += lanes_out[(r * GMAX + g) * QUADS + qd];
             }
-            let base = ((h * gq + {{ g }}u) * params.n_splits + split) * (D + 2u) + 2u + 4u * qd;
+            let base = ((h * gq + g) * params.n_splits + split) * (D + 2u) + 2u + 4u * qd;
             partials[base] = acc.x;
             partials[base + 1u] = acc.y;
             partials[base + 2u] = acc.z;
             partials[base + 3u] = acc.w;
         }
-{% endfor %}    }
+    }
     if (lid < gq) {
         let base = ((h * gq + lid) * params.n_splits + split) * (D + 2u);
-        partials[base] = step_max[lid];
+        partials[base] = m[lid];
         partials[base + 1u] = l_own;
     }
 }
@@ -235,8 +245,10 @@ fn {{ c.name }}_combine(
         workgroupBarrier();
     }
     let sum = sc[0];
-{% for j in 0..c.dims_per_invocation %}    var acc{{ j }} = 0.0;
-{% endfor %}
+    var acc: array<f32, {{ c.dims_per_invocation }}>;
+    for (var j = 0u; j < {{ c.dims_per_invocation }}u; j++) {
+        acc[j] = 0.0;
+    }
     for (var s0 = 0u; s0 < ns; s0 += {{ c.sc_len }}u) {
         let n = min({{ c.sc_len }}u, ns - s0);
         workgroupBarrier();
@@ -246,11 +258,12 @@ fn {{ c.name }}_combine(
         workgroupBarrier();
         for (var i = 0u; i < n; i++) {
             let b = base + (s0 + i) * (D + 2u) + 2u + lid;
-            let p = sc[i];
-{% for j in 0..c.dims_per_invocation %}            acc{{ j }} += p * partials[b + {{ j }}u * WG];
-{% endfor %}
+            for (var j = 0u; j < {{ c.dims_per_invocation }}u; j++) {
+                acc[j] += sc[i] * partials[b + j * WG];
+            }
         }
     }
-{% for j in 0..c.dims_per_invocation %}    out[qh * D + lid + {{ j }}u * WG] = acc{{ j }} / sum;
-{% endfor %}
+    for (var j = 0u; j < {{ c.dims_per_invocation }}u; j++) {
+        out[qh * D + lid + j * WG] = acc[j] / sum;
+    }
 }
