@@ -171,6 +171,18 @@ fn read_back(gpu: &Gpu, buffer: &wgpu::Buffer, len: usize) -> Vec<f32> {
     bytemuck::cast_slice(&bytes[..]).to_vec()
 }
 
+/// `len` values in [-0.5, 0.5) from a xorshift32 state.
+fn random_values(seed: &mut u32, len: usize) -> Vec<f32> {
+    (0..len)
+        .map(|_| {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 17;
+            *seed ^= *seed << 5;
+            (*seed >> 8) as f32 / (1 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -426,14 +438,7 @@ fn main() {
             }
             // Random data; the kernels' work does not depend on the values.
             let mut seed = 0x9e37_79b9u32 ^ (bits * 7919) ^ (n as u32);
-            let data: Vec<f32> = (0..n * k)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 17;
-                    seed ^= seed << 5;
-                    (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
-                })
-                .collect();
+            let data = random_values(&mut seed, n * k);
             let w = Weights::quantize(format, n, k, &data).unwrap();
             drop(data);
             let bytes = (w.bytes() + 4 * m * k + 4 * m * n) as u64;
@@ -446,14 +451,7 @@ fn main() {
                 usage: wgpu::BufferUsages::UNIFORM,
             });
             // Random activations, so that the result can be checked against the reference.
-            let xs: Vec<f32> = (0..m * k)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 17;
-                    seed ^= seed << 5;
-                    (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
-                })
-                .collect();
+            let xs = random_values(&mut seed, m * k);
             let x = gpu.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("x"),
                 contents: bytemuck::cast_slice(&xs),
@@ -611,17 +609,7 @@ fn kv_attend_rows(gpu: &Gpu, timer: &Timer, quick: bool, runs: u32) -> Vec<Row> 
             }
             let mut cache = KvCache::new(layout);
             let mut seed = 0x2545_f491u32 ^ (bits * 7919) ^ len as u32;
-            let mut rand = |n: usize| -> Vec<f32> {
-                (0..n)
-                    .map(|_| {
-                        seed ^= seed << 13;
-                        seed ^= seed >> 17;
-                        seed ^= seed << 5;
-                        (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
-                    })
-                    .collect()
-            };
-            let (k, v) = (rand(len * h * d), rand(len * h * d));
+            let (k, v) = (random_values(&mut seed, len * h * d), random_values(&mut seed, len * h * d));
             cache.append(&k, &v).unwrap();
             let n_splits = (len as u32).div_ceil(split_len);
             let cache_bytes =

@@ -69,22 +69,26 @@ fn constants_describe_the_kernel() {
 
 #[test]
 fn wgsl_covers_every_target_and_tier() {
-    // generic, firefox, safari: base + f16; chrome, edge, native: all four tiers.
-    assert_eq!(P::WGSL.len(), 18);
-    for target in ["generic", "firefox", "safari"] {
-        let tiers: Vec<_> = P::WGSL.iter().filter(|w| w.0 == target).map(|w| w.1).collect();
-        assert_eq!(tiers, ["base", "f16"], "{target}");
+    // generic: base + f16; firefox, safari: and dot4; chrome, edge, native: all six tiers.
+    assert_eq!(P::WGSL.len(), 26);
+    let tiers_of = |target: &str| -> Vec<&str> { P::WGSL.iter().filter(|w| w.0 == target).map(|w| w.1).collect() };
+    assert_eq!(tiers_of("generic"), ["base", "f16"]);
+    for target in ["firefox", "safari"] {
+        assert_eq!(tiers_of(target), ["base", "f16", "dot4"], "{target}");
     }
     for target in ["chrome", "edge", "native"] {
-        let tiers: Vec<_> = P::WGSL.iter().filter(|w| w.0 == target).map(|w| w.1).collect();
-        assert_eq!(tiers, ["base", "f16", "subgroups", "f16-subgroups"], "{target}");
+        assert_eq!(
+            tiers_of(target),
+            ["base", "f16", "subgroups", "f16-subgroups", "dot4", "dot4-subgroups"],
+            "{target}"
+        );
     }
     for (target, tier, text) in P::WGSL {
         assert!(!text.is_empty(), "{target}/{tier}");
         let entry = format!("{}_{}", P::NAME, tier.replace('-', "_"));
         assert!(text.contains(&entry), "{target}/{tier} lacks entry point {entry}");
     }
-    assert_eq!(Mm::WGSL.len(), 18);
+    assert_eq!(Mm::WGSL.len(), 26);
     assert!(Mm::WGSL.iter().all(|w| !w.2.is_empty()));
 }
 
