@@ -202,7 +202,7 @@ pub struct Tuning {
     pub tile_m: u32,
     /// matmul: see `tile_m`.
     pub tile_n: u32,
-    /// kv-attend: tokens scored per step of a split (one per invocation).
+    /// kv-attend: tokens scored per step of a split.
     pub chunk: u32,
 }
 
@@ -222,9 +222,13 @@ impl Tuning {
             Op::Matmul => Tuning { workgroup_size: 128, rows_per_workgroup: 0, tile_m: 64, tile_n: 64, chunk: 0 },
             // One workgroup per (KV head, tensor); invocations take (token, group) items.
             Op::KvAppend => Tuning { workgroup_size: 64, rows_per_workgroup: 0, tile_m: 0, tile_n: 0, chunk: 0 },
-            // One workgroup per (KV head, split): 64 invocations score 64 tokens at a time for
-            // all query heads of the group, then each accumulates D/64 output dimensions.
-            Op::KvAttend => Tuning { workgroup_size: 64, rows_per_workgroup: 0, tile_m: 0, tile_n: 0, chunk: 64 },
+            // One workgroup per (KV head, split), 32 tokens a step: 128 invocations score
+            // (token, 32-dim block) pairs for every query head of the group, then each
+            // accumulates one quad of the output over its lane's tokens. On an H100 128 x 32
+            // beat 256 x 64, 128 x 64 and 64 x 32 at 1k-32k tokens (bench/NOTES.md, session 5):
+            // the kernel is bound by waits on memory, and smaller workgroups keep more of them
+            // in flight. 13.6 KiB of workgroup memory at head_dim 128, the combine pass's included.
+            Op::KvAttend => Tuning { workgroup_size: 128, rows_per_workgroup: 0, tile_m: 0, tile_n: 0, chunk: 32 },
         }
     }
 }

@@ -583,101 +583,138 @@ fn main() {
 fn kv_attend_rows(gpu: &Gpu, timer: &Timer, quick: bool, runs: u32) -> Vec<Row> {
     use codegen::kv::{KvCache, KvLayout, default_split_len};
     let (h, heads, d) = (8usize, 32usize, 128usize);
-    let lens: &[usize] = if quick {
-        &[1024]
-    } else if std::env::var("KV_ONLY").is_ok() {
-        &[32768]
-    } else {
-        &[1024, 8192, 32768]
+    // KV_LENS="1024,32768": only those cache lengths; KV_CONFIGS="wg:chunk,...": the
+    // workgroup sizes and tokens per step to time each length and bit width at (tuning sweeps).
+    let lens: Vec<usize> = match std::env::var("KV_LENS") {
+        Ok(v) => v.split(',').map(|l| l.parse().expect("KV_LENS is a list of token counts")).collect(),
+        Err(_) if quick => vec![1024],
+        Err(_) => vec![1024, 8192, 32768],
+    };
+    // An entry may name a split length too ("wg:chunk:split_len"; else the runtimes' rule).
+    let configs: Vec<Option<(u32, u32, Option<u32>)>> = match std::env::var("KV_CONFIGS") {
+        Ok(v) => v
+            .split(',')
+            .map(|c| {
+                let n: Vec<u32> =
+                    c.split(':').map(|x| x.parse().expect("KV_CONFIGS is wg:chunk[:split_len],...")).collect();
+                assert!(n.len() == 2 || n.len() == 3, "KV_CONFIGS is wg:chunk[:split_len],...");
+                Some((n[0], n[1], n.get(2).copied()))
+            })
+            .collect(),
+        Err(_) => vec![None],
     };
     let mut rows = Vec::new();
-    for &len in lens {
-        for bits in [2, 3, 4, 8, 16] {
-            let format = Format::quant(if bits == 16 { 4 } else { bits }, 32, Scheme::Asym).unwrap();
-            let window = if bits == 16 { len as u32 } else { 0 };
-            let spec = KernelSpec::kv(Op::KvAttend, format, d as u32, Target::Native, codegen::Tier::Base).unwrap();
-            let layout = KvLayout::new(format, d as u32, h as u32, len as u32, window).unwrap();
-            let shape = format!("L{len}xH{h}xQ{heads}xD{d}");
-            // KV_SPLIT_LEN=n overrides the runtimes' rule, for tuning it.
-            let split_len = std::env::var("KV_SPLIT_LEN")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| default_split_len(len as u32, h as u32, spec.tuning.chunk));
-            if let Err(e) = spec.check_kv(&layout, len as u64, 0, heads as u64, split_len as u64) {
-                println!("{:<9} {:>4} {:>18}  skipped: {e}", "kv-attend", bits, shape);
-                continue;
-            }
-            let mut cache = KvCache::new(layout);
-            let mut seed = 0x2545_f491u32 ^ (bits * 7919) ^ len as u32;
-            let (k, v) = (random_values(&mut seed, len * h * d), random_values(&mut seed, len * h * d));
-            cache.append(&k, &v).unwrap();
-            let n_splits = (len as u32).div_ceil(split_len);
-            let cache_bytes =
-                if bits == 16 { (2 * h * len * d * 2) as u64 } else { layout.memory().per_token * len as u64 };
-            let partial_bytes = (heads * n_splits as usize * (d + 2) * 4) as u64;
-            // Useful bytes: the cache once, q and the output. The partials (written by the
-            // split pass, read by the combine pass) cost time but are not counted.
-            let bytes = cache_bytes + (heads * d * 4) as u64 * 2;
-            let copies = (256u64 << 20).div_ceil(cache_bytes).clamp(1, 16) as usize;
-            let caches: Vec<_> = (0..copies).map(|_| gpu.upload_kv(&cache)).collect();
-            let params = layout.params(len as u32, 0, heads as u32, split_len, n_splits);
-            let params = gpu.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: None,
-                contents: bytemuck::cast_slice(&params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
-            let q = storage(gpu, "q", (heads * d * 4) as u64);
-            let out = storage(gpu, "out", (heads * d * 4) as u64);
-            let partials = storage(gpu, "partials", partial_bytes);
-            let passes = spec.dispatch().passes;
-            let pipelines: Vec<_> = passes.iter().map(|p| gpu.pass_pipeline(&spec, &p.entry_point).unwrap()).collect();
-            let groups: Vec<_> = caches
-                .iter()
-                .map(|c| {
-                    let entries: Vec<_> = wgsl::bindings(&spec)
-                        .iter()
-                        .map(|b| wgpu::BindGroupEntry {
-                            binding: b.binding,
-                            resource: match b.name {
-                                "params" => params.as_entire_binding(),
-                                "q" => q.as_entire_binding(),
-                                "out" => out.as_entire_binding(),
-                                "partials" => partials.as_entire_binding(),
-                                other => gpu.kv_buffer(c, other).expect("cache buffer").as_entire_binding(),
-                            },
+    for &len in &lens {
+        // BENCH_BITS="2,16" limits the bit widths here too.
+        let widths =
+            std::env::var("BENCH_BITS").map(|v| v.split(',').map(|b| b.parse().expect("BENCH_BITS")).collect());
+        for bits in widths.unwrap_or_else(|_| vec![2u32, 3, 4, 8, 16]) {
+            for &config in &configs {
+                let format = Format::quant(if bits == 16 { 4 } else { bits }, 32, Scheme::Asym).unwrap();
+                let window = if bits == 16 { len as u32 } else { 0 };
+                let mut spec = gpu.native_limits(
+                    KernelSpec::kv(Op::KvAttend, format, d as u32, Target::Native, codegen::Tier::Base).unwrap(),
+                );
+                if let Some((wg, chunk, _)) = config {
+                    spec.tuning.workgroup_size = wg;
+                    spec.tuning.chunk = chunk;
+                    print!("wg {wg:>3} chunk {chunk:>3}  ");
+                }
+                let layout = KvLayout::new(format, d as u32, h as u32, len as u32, window).unwrap();
+                let shape = format!("L{len}xH{h}xQ{heads}xD{d}");
+                let split_len = config
+                    .and_then(|c| c.2)
+                    .unwrap_or_else(|| default_split_len(len as u32, h as u32, spec.tuning.chunk));
+                if let Err(e) = spec.check_kv(&layout, len as u64, 0, heads as u64, split_len as u64) {
+                    println!("{:<9} {:>4} {:>18}  skipped: {e}", "kv-attend", bits, shape);
+                    continue;
+                }
+                let mut cache = KvCache::new(layout);
+                let mut seed = 0x2545_f491u32 ^ (bits * 7919) ^ len as u32;
+                let (k, v) = (random_values(&mut seed, len * h * d), random_values(&mut seed, len * h * d));
+                cache.append(&k, &v).unwrap();
+                let n_splits = (len as u32).div_ceil(split_len);
+                let cache_bytes =
+                    if bits == 16 { (2 * h * len * d * 2) as u64 } else { layout.memory().per_token * len as u64 };
+                let partial_bytes = (heads * n_splits as usize * (d + 2) * 4) as u64;
+                // Useful bytes: the cache once, q and the output. The partials (written by the
+                // split pass, read by the combine pass) cost time but are not counted.
+                let bytes = cache_bytes + (heads * d * 4) as u64 * 2;
+                let copies = (256u64 << 20).div_ceil(cache_bytes).clamp(1, 16) as usize;
+                let caches: Vec<_> = (0..copies).map(|_| gpu.upload_kv(&cache)).collect();
+                let params = layout.params(len as u32, 0, heads as u32, split_len, n_splits);
+                let params = gpu.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: None,
+                    contents: bytemuck::cast_slice(&params),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                });
+                let q = storage(gpu, "q", (heads * d * 4) as u64);
+                let out = storage(gpu, "out", (heads * d * 4) as u64);
+                let partials = storage(gpu, "partials", partial_bytes);
+                let passes = spec.dispatch().passes;
+                let pipelines: Vec<_> =
+                    passes.iter().map(|p| gpu.pass_pipeline(&spec, &p.entry_point).unwrap()).collect();
+                let groups: Vec<_> = caches
+                    .iter()
+                    .map(|c| {
+                        let entries: Vec<_> = wgsl::bindings(&spec)
+                            .iter()
+                            .map(|b| wgpu::BindGroupEntry {
+                                binding: b.binding,
+                                resource: match b.name {
+                                    "params" => params.as_entire_binding(),
+                                    "q" => q.as_entire_binding(),
+                                    "out" => out.as_entire_binding(),
+                                    "partials" => partials.as_entire_binding(),
+                                    other => gpu.kv_buffer(c, other).expect("cache buffer").as_entire_binding(),
+                                },
+                            })
+                            .collect();
+                        gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                            label: None,
+                            layout: &pipelines[0].get_bind_group_layout(0),
+                            entries: &entries,
                         })
-                        .collect();
-                    gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
-                        label: None,
-                        layout: &pipelines[0].get_bind_group_layout(0),
-                        entries: &entries,
                     })
-                })
-                .collect();
-            let stages = [(&pipelines[0], [h as u32, n_splits, 1]), (&pipelines[1], [heads as u32, 1, 1])];
-            let (us, ceiling) = time_against_read(gpu, timer, &stages, &groups, bytes, runs, quick);
-            let row = Row {
-                tier: spec.profile.tier,
-                op: "kv-attend",
-                bits,
-                shape,
-                median_us: us,
-                throughput: bytes as f64 / us / 1e3,
-                unit: "GB/s",
-                ceiling,
-            };
-            println!(
-                "{:<9} {:>4} {:>18} {:>11.1} {:>8.1} {:<7} {:>8.1} {:>7.3}  ({n_splits} splits of {split_len})",
-                row.op,
-                row.bits,
-                row.shape,
-                row.median_us,
-                row.throughput,
-                row.unit,
-                row.ceiling,
-                row.throughput / row.ceiling
-            );
-            rows.push(row);
+                    .collect();
+                let stages = [(&pipelines[0], [h as u32, n_splits, 1]), (&pipelines[1], [heads as u32, 1, 1])];
+                let (us, ceiling) = time_against_read(gpu, timer, &stages, &groups, bytes, runs, quick);
+                // The same kernel through the runtime on random queries, against the reference: a
+                // fast kernel that skips work must not pass.
+                // The reference takes seconds per query head at 32k tokens: there, one quantized
+                // width and the f16 cache, at the first configuration.
+                let check = len <= 8192 || (config == configs[0] && (bits == 4 || bits == 16));
+                if check && split_len == default_split_len(len as u32, h as u32, spec.tuning.chunk) {
+                    let qs = random_values(&mut seed, heads * d);
+                    let got = gpu.kv_attend(&spec, &caches[0], &qs, heads).unwrap();
+                    let want = codegen::reference::kv_attention(&cache, &qs, heads);
+                    if let Err(e) = want.compare(&got, spec.tolerance()) {
+                        panic!("{} {shape} is wrong on this device: {e}", spec.name());
+                    }
+                }
+                let row = Row {
+                    tier: spec.profile.tier,
+                    op: "kv-attend",
+                    bits,
+                    shape,
+                    median_us: us,
+                    throughput: bytes as f64 / us / 1e3,
+                    unit: "GB/s",
+                    ceiling,
+                };
+                println!(
+                    "{:<9} {:>4} {:>18} {:>11.1} {:>8.1} {:<7} {:>8.1} {:>7.3}  ({n_splits} splits of {split_len})",
+                    row.op,
+                    row.bits,
+                    row.shape,
+                    row.median_us,
+                    row.throughput,
+                    row.unit,
+                    row.ceiling,
+                    row.throughput / row.ceiling
+                );
+                rows.push(row);
+            }
         }
     }
     rows

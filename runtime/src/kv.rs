@@ -125,6 +125,21 @@ impl Gpu {
         q: &[f32],
         n_heads: usize,
     ) -> Result<Vec<f32>, RuntimeError> {
+        let split_len = default_split_len(cache.len as u32, cache.layout.kv_heads, spec.tuning.chunk);
+        self.kv_attend_split(spec, cache, q, n_heads, split_len)
+    }
+
+    /// [`Gpu::kv_attend`] with the split length chosen by the caller instead of the runtimes'
+    /// rule ([`default_split_len`]): a positive multiple of the kernel's chunk (tokens per
+    /// step), as the manifest's `split_len` host value requires.
+    pub fn kv_attend_split(
+        &self,
+        spec: &KernelSpec,
+        cache: &GpuKvCache,
+        q: &[f32],
+        n_heads: usize,
+        split_len: u32,
+    ) -> Result<Vec<f32>, RuntimeError> {
         let l = cache.layout;
         let shape = |message: String| RuntimeError::Shape { kernel: spec.name(), message };
         if spec.op != Op::KvAttend {
@@ -137,7 +152,6 @@ impl Gpu {
                 l.head_dim
             )));
         }
-        let split_len = default_split_len(cache.len as u32, l.kv_heads, spec.tuning.chunk);
         spec.check_kv(&l, cache.len as u64, 0, n_heads as u64, split_len as u64).map_err(|e| shape(e.to_string()))?;
         self.check_features(spec)?;
         let n_splits = (cache.len as u32).div_ceil(split_len);

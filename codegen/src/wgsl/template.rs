@@ -300,9 +300,11 @@ pub(crate) fn workgroup_bytes(spec: &KernelSpec) -> u32 {
         Op::KvAppend => 0,
         // Staged queries, one step's scores, the step's max and factor, and every token
         // lane's output quads, for up to MAX_GQA query heads.
+        // The split pass's arrays, and the combine pass's vec4 per invocation (the module
+        // declares both; the combine pass also reduces in `pp`).
         Op::KvAttend => {
-            let g = crate::kv::MAX_GQA;
-            4 * g * (spec.head_dim + t.chunk + 2) + 16 * g * t.workgroup_size
+            let [qs, sp, pp, cr] = kv_attend_arrays(spec);
+            16 * qs + 4 * (sp + pp + cr) + 16 * COMBINE_WG
         }
     }
 }
@@ -343,18 +345,25 @@ pub(crate) struct KvContext {
     pub chunk: u32,
     pub gmax: u32,
     pub scale_bits: String,
+    /// kv-attend's workgroup arrays, in elements: staged queries (vec4), partial scores,
+    /// probabilities (and the lanes' maxima and sums, and the combine pass's reductions),
+    /// rescaling factors.
     pub qs_len: u32,
-    pub sc_len: u32,
+    pub sp_len: u32,
+    pub pp_len: u32,
+    pub cr_len: u32,
     /// The code quads of a block bound to `w0, w1, ...` (as matvec's).
     pub quads: Vec<String>,
     /// The four codes (one per byte) of quad `qq` (a runtime value) of the block at `wb`.
     pub quad_rt: String,
-    /// Length of kv-attend's per-lane output array (vec4s).
-    pub red_len: u32,
-    /// kv-attend's combine pass: output dims per invocation.
-    pub dims_per_invocation: u32,
-    /// kv-attend's value step: tokens whose loads are issued together.
-    pub unroll: u32,
+    /// kv-attend's unrolled loops: query heads `0..gmax`, a lane's tokens per step, the
+    /// 32-dim blocks of a head vector; the max of the lane's scores `s0, s1, ...`.
+    pub heads: Vec<u32>,
+    pub lane_tokens: Vec<u32>,
+    pub blocks: Vec<u32>,
+    pub lane_max: String,
+    /// kv-attend's combine pass: invocations.
+    pub combine_wg: u32,
 }
 
 impl KvContext {
@@ -369,6 +378,12 @@ impl KvContext {
             low += p;
         }
         let gmax = crate::kv::MAX_GQA;
+        // Token lanes of the value step (one invocation per quad of a head vector) and the
+        // tokens each lane takes per step.
+        let blocks = d / BLOCK;
+        let lanes = t.workgroup_size / (d / 4);
+        let tpl = t.chunk / lanes;
+        let [qs_len, sp_len, pp_len, cr_len] = kv_attend_arrays(spec);
         KvContext {
             name: spec.name(),
             directives: vec![],
@@ -389,14 +404,49 @@ impl KvContext {
             chunk: t.chunk,
             gmax,
             scale_bits: f32_literal(1.0 / (d as f32).sqrt()),
-            qs_len: gmax * d / 4,
-            sc_len: gmax * t.chunk,
+            qs_len,
+            sp_len,
+            pp_len,
+            cr_len,
             quads: (0..8).map(|q| quad_codes(f.bits(), QuadAt::Local(q))).collect(),
             quad_rt: quad_codes(f.bits(), QuadAt::Codes),
-            red_len: gmax * t.workgroup_size,
-            dims_per_invocation: d / t.workgroup_size,
-            // 8 loads in flight per invocation: 456 -> 288 us at 4, see bench/NOTES.md.
-            unroll: 8,
+            heads: (0..gmax).collect(),
+            lane_tokens: (0..tpl).collect(),
+            blocks: (0..blocks).collect(),
+            lane_max: tree("max", &(0..tpl).map(|k| format!("s{k}")).collect::<Vec<_>>()),
+            combine_wg: COMBINE_WG,
+        }
+    }
+}
+
+/// kv-attend's workgroup arrays, in elements: staged queries (vec4s, 8 quads per block padded
+/// to 9), partial scores per (query head, token, block), probabilities per (query head, token),
+/// rescaling factors per (query head, lane). The merge at the end reuses `sp` for every
+/// invocation's output quad, and `pp` for the lanes' maxima and sums; the combine pass reduces
+/// in `pp`.
+fn kv_attend_arrays(spec: &KernelSpec) -> [u32; 4] {
+    let (g, d, t) = (crate::kv::MAX_GQA, spec.head_dim, spec.tuning);
+    let lanes = t.workgroup_size / (d / 4);
+    [
+        g * (d / BLOCK) * 9,
+        (g * t.chunk * (d / BLOCK)).max(4 * t.workgroup_size),
+        (g * t.chunk).max(2 * g * lanes).max(COMBINE_WG),
+        g * lanes,
+    ]
+}
+
+/// kv-attend's combine pass: one workgroup per query head, each invocation one output quad
+/// over a subset of the splits (8 subsets at head_dim 128).
+pub(crate) const COMBINE_WG: u32 = 256;
+
+/// `op(a, op(b, ...))` as a balanced tree of calls, so the terms are independent.
+fn tree(op: &str, terms: &[String]) -> String {
+    match terms {
+        [] => String::new(),
+        [one] => one.clone(),
+        _ => {
+            let (a, b) = terms.split_at(terms.len() / 2);
+            format!("{op}({}, {})", tree(op, a), tree(op, b))
         }
     }
 }

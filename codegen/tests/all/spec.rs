@@ -268,7 +268,7 @@ fn kv_specs_check_their_format() {
     assert!(a.check_kv(&layout, 8, 0, 6, 64).is_ok());
     assert!(a.check_kv(&layout, 8, 0, 5, 64).unwrap_err().to_string().contains("n_heads = 5"));
     assert!(a.check_kv(&layout, 8, 0, 18, 64).unwrap_err().to_string().contains("n_heads = 18"));
-    assert!(a.check_kv(&layout, 8, 0, 4, 32).unwrap_err().to_string().contains("split_len = 32"));
+    assert!(a.check_kv(&layout, 8, 0, 4, 48).unwrap_err().to_string().contains("split_len = 48"));
     assert_eq!(a.check_kv(&layout, 0, 0, 4, 64).unwrap_err(), SpecError::Zero("cache length"));
 }
 

@@ -158,14 +158,20 @@ fn kv_attend_matches_the_reference_on_wgpu() {
             let q: Vec<f32> = (0..n_heads * d).map(|_| rng.value(1.0)).collect();
             let want = reference::kv_attention(&cache, &q, n_heads);
             let dev = gpu.upload_kv(&cache);
-            match gpu.kv_attend(&spec, &dev, &q, n_heads) {
-                Ok(got) => {
-                    worst = worst.max(want.worst_relative_error(&got));
-                    if let Err(e) = want.compare(&got, spec.tolerance()) {
-                        failures.push(format!("{name} H={h} gqa={gqa} L={len} R={window}: {e}"));
+            // The runtimes' split length gives one step per split at these lengths; splits of
+            // three steps (the last one ragged) also cover the running max across steps.
+            let chunk = spec.tuning.chunk;
+            let multi = gpu.kv_attend_split(&spec, &dev, &q, n_heads, 3 * chunk).map(|got| ("3-step splits", got));
+            for result in [gpu.kv_attend(&spec, &dev, &q, n_heads).map(|got| ("default splits", got)), multi] {
+                match result {
+                    Ok((how, got)) => {
+                        worst = worst.max(want.worst_relative_error(&got));
+                        if let Err(e) = want.compare(&got, spec.tolerance()) {
+                            failures.push(format!("{name} H={h} gqa={gqa} L={len} R={window}, {how}: {e}"));
+                        }
                     }
+                    Err(e) => failures.push(format!("{name}: {e}")),
                 }
-                Err(e) => failures.push(format!("{name}: {e}")),
             }
         }
         ran += 1;
