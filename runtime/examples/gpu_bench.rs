@@ -313,6 +313,36 @@ struct Row {
     ceiling: f64,
 }
 
+impl Row {
+    /// A memory-bound kernel's row: `bytes` moved in `us`, against a read ceiling in GB/s.
+    fn memory(
+        tier: codegen::Tier,
+        op: &'static str,
+        bits: u32,
+        shape: String,
+        us: f64,
+        bytes: u64,
+        ceiling: f64,
+    ) -> Row {
+        Row { tier, op, bits, shape, median_us: us, throughput: bytes as f64 / us / 1e3, unit: "GB/s", ceiling }
+    }
+
+    /// The row as a line of the printed table (its columns are the header's).
+    fn line(&self) -> String {
+        format!(
+            "{:<9} {:>4} {:>18} {:>11.1} {:>8.1} {:<7} {:>8.1} {:>7.3}",
+            self.op,
+            self.bits,
+            self.shape,
+            self.median_us,
+            self.throughput,
+            self.unit,
+            self.ceiling,
+            self.throughput / self.ceiling
+        )
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let out = args.iter().find(|a| !a.starts_with("--")).cloned().unwrap_or("bench/results.json".into());
@@ -376,7 +406,7 @@ fn main() {
     let mut cases: Vec<(Op, usize, usize, usize)> = matvec_shapes.iter().map(|&(n, k)| (Op::Matvec, 1, n, k)).collect();
     cases.extend(matmul_ms.iter().map(|&m| (Op::Matmul, m, 4096, 4096)));
     println!(
-        "{:<7} {:>4} {:>18} {:>11} {:>12} {:>10} {:>7}",
+        "{:<9} {:>4} {:>18} {:>11} {:>12} {:>10} {:>7}",
         "op", "bits", "shape", "median us", "throughput", "ceiling", "ratio"
     );
     // The int8-activation tier (opt-in for users, measured here beside the f32 one).
@@ -466,22 +496,11 @@ fn main() {
             let groups: Vec<_> = uploads
                 .iter()
                 .map(|u| {
-                    let entries: Vec<_> = wgsl::bindings(&spec)
-                        .iter()
-                        .map(|b| wgpu::BindGroupEntry {
-                            binding: b.binding,
-                            resource: match b.name {
-                                "params" => params.as_entire_binding(),
-                                "x" => x.as_entire_binding(),
-                                "y" => y.as_entire_binding(),
-                                other => gpu.weight_buffer(u, other).expect("weight buffer").as_entire_binding(),
-                            },
-                        })
-                        .collect();
-                    gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
-                        label: None,
-                        layout: &pipeline.get_bind_group_layout(0),
-                        entries: &entries,
+                    bind_group(&gpu, &spec, &pipeline, |name| match name {
+                        "params" => &params,
+                        "x" => &x,
+                        "y" => &y,
+                        other => gpu.weight_buffer(u, other).expect("weight buffer"),
                     })
                 })
                 .collect();
@@ -509,16 +528,7 @@ fn main() {
                 print!("wg {wg:>3} rows {rows:>2}  ");
             }
             let row = if op == Op::Matvec {
-                Row {
-                    tier,
-                    op: op.name(),
-                    bits,
-                    shape,
-                    median_us: us,
-                    throughput: bytes as f64 / us / 1e3,
-                    unit: "GB/s",
-                    ceiling,
-                }
+                Row::memory(tier, op.name(), bits, shape, us, bytes, ceiling)
             } else {
                 let flops = 2.0 * (m * n * k) as f64;
                 Row {
@@ -532,18 +542,7 @@ fn main() {
                     ceiling,
                 }
             };
-            println!(
-                "{:<7} {:>4} {:>18} {:>11.1} {:>8.1} {:<7} {:>8.1} {:>7.3}  {} {verified}",
-                row.op,
-                row.bits,
-                row.shape,
-                row.median_us,
-                row.throughput,
-                row.unit,
-                row.ceiling,
-                row.throughput / row.ceiling,
-                row.tier
-            );
+            println!("{}  {} {verified}", row.line(), row.tier);
             rows.push(row);
         }
     }
@@ -574,6 +573,25 @@ fn main() {
     let json = format!("{{\n  \"tier\": \"{tier}\",\n  \"rows\": [\n{}\n  ]\n}}\n", json_rows.join(",\n"));
     std::fs::write(&out, json).unwrap_or_else(|e| panic!("writing {out}: {e}"));
     println!("wrote {out}");
+}
+
+/// A bind group of `spec`'s bindings (the manifest's names) for `pipeline`, each buffer chosen
+/// by name.
+fn bind_group<'a>(
+    gpu: &Gpu,
+    spec: &KernelSpec,
+    pipeline: &wgpu::ComputePipeline,
+    buffer: impl Fn(&str) -> &'a wgpu::Buffer,
+) -> wgpu::BindGroup {
+    let entries: Vec<_> = wgsl::bindings(spec)
+        .iter()
+        .map(|b| wgpu::BindGroupEntry { binding: b.binding, resource: buffer(b.name).as_entire_binding() })
+        .collect();
+    gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &entries,
+    })
 }
 
 /// kv-attend over a cache of 8 KV heads (32 query heads, head_dim 128) at 1k, 8k and 32k
@@ -657,23 +675,12 @@ fn kv_attend_rows(gpu: &Gpu, timer: &Timer, quick: bool, runs: u32) -> Vec<Row> 
                 let groups: Vec<_> = caches
                     .iter()
                     .map(|c| {
-                        let entries: Vec<_> = wgsl::bindings(&spec)
-                            .iter()
-                            .map(|b| wgpu::BindGroupEntry {
-                                binding: b.binding,
-                                resource: match b.name {
-                                    "params" => params.as_entire_binding(),
-                                    "q" => q.as_entire_binding(),
-                                    "out" => out.as_entire_binding(),
-                                    "partials" => partials.as_entire_binding(),
-                                    other => gpu.kv_buffer(c, other).expect("cache buffer").as_entire_binding(),
-                                },
-                            })
-                            .collect();
-                        gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
-                            label: None,
-                            layout: &pipelines[0].get_bind_group_layout(0),
-                            entries: &entries,
+                        bind_group(gpu, &spec, &pipelines[0], |name| match name {
+                            "params" => &params,
+                            "q" => &q,
+                            "out" => &out,
+                            "partials" => &partials,
+                            other => gpu.kv_buffer(c, other).expect("cache buffer"),
                         })
                     })
                     .collect();
@@ -692,27 +699,8 @@ fn kv_attend_rows(gpu: &Gpu, timer: &Timer, quick: bool, runs: u32) -> Vec<Row> 
                         panic!("{} {shape} is wrong on this device: {e}", spec.name());
                     }
                 }
-                let row = Row {
-                    tier: spec.profile.tier,
-                    op: "kv-attend",
-                    bits,
-                    shape,
-                    median_us: us,
-                    throughput: bytes as f64 / us / 1e3,
-                    unit: "GB/s",
-                    ceiling,
-                };
-                println!(
-                    "{:<9} {:>4} {:>18} {:>11.1} {:>8.1} {:<7} {:>8.1} {:>7.3}  ({n_splits} splits of {split_len})",
-                    row.op,
-                    row.bits,
-                    row.shape,
-                    row.median_us,
-                    row.throughput,
-                    row.unit,
-                    row.ceiling,
-                    row.throughput / row.ceiling
-                );
+                let row = Row::memory(spec.profile.tier, "kv-attend", bits, shape, us, bytes, ceiling);
+                println!("{}  ({n_splits} splits of {split_len})", row.line());
                 rows.push(row);
             }
         }
