@@ -685,7 +685,10 @@ fn kv_attend_rows(gpu: &Gpu, timer: &Timer, quick: bool, runs: u32) -> Vec<Row> 
                     })
                     .collect();
                 let stages = [(&pipelines[0], [h as u32, n_splits, 1]), (&pipelines[1], [heads as u32, 1, 1])];
-                let (us, ceiling) = time_against_read(gpu, timer, &stages, &groups, bytes, runs, quick);
+                // KV_SPLIT_PASS_ONLY=1 times the split pass alone (to see what the combine pass
+                // and the barrier between the passes cost).
+                let passes = if std::env::var("KV_SPLIT_PASS_ONLY").is_ok() { 1 } else { 2 };
+                let (us, ceiling) = time_against_read(gpu, timer, &stages[..passes], &groups, bytes, runs, quick);
                 // The same kernel through the runtime on random queries, against the reference: a
                 // fast kernel that skips work must not pass.
                 // The reference takes seconds per query head at 32k tokens: there, one quantized
