@@ -383,7 +383,7 @@ impl KvContext {
         let blocks = d / BLOCK;
         let lanes = t.workgroup_size / (d / 4);
         let tpl = t.chunk / lanes;
-        let [qs_len, sp_len, pp_len, cr_len] = kv_attend_arrays(spec);
+        let [qs_len, sp_len, pp_len, cr_len] = if spec.op == Op::KvAttend { kv_attend_arrays(spec) } else { [0; 4] };
         KvContext {
             name: spec.name(),
             directives: vec![],
@@ -427,6 +427,18 @@ impl KvContext {
 fn kv_attend_arrays(spec: &KernelSpec) -> [u32; 4] {
     let (g, d, t) = (crate::kv::MAX_GQA, spec.head_dim, spec.tuning);
     let lanes = t.workgroup_size / (d / 4);
+    // The split pass's mapping: whole token lanes of D/4 quads, whole lanes of tokens per step,
+    // one invocation per (query head, lane) for the softmax.
+    assert!(
+        t.workgroup_size.is_multiple_of(d / 4)
+            && lanes > 0
+            && t.chunk.is_multiple_of(lanes)
+            && g * lanes <= t.workgroup_size,
+        "kv-attend tuning {}:{} does not fit head_dim {d}: the workgroup must be a multiple of {} invocations and the chunk a multiple of its lanes",
+        t.workgroup_size,
+        t.chunk,
+        d / 4
+    );
     [
         g * (d / BLOCK) * 9,
         (g * t.chunk * (d / BLOCK)).max(4 * t.workgroup_size),
