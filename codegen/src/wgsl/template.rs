@@ -298,8 +298,6 @@ pub(crate) fn workgroup_bytes(spec: &KernelSpec) -> u32 {
         // One block of K of the X and the W tile, in the arithmetic's scalar type.
         Op::Matmul => BLOCK * (t.tile_m + t.tile_n) * if spec.profile.tier.shader_f16() { 2 } else { 4 },
         Op::KvAppend => 0,
-        // Staged queries, one step's scores, the step's max and factor, and every token
-        // lane's output quads, for up to MAX_GQA query heads.
         // The split pass's arrays, and the combine pass's vec4 per invocation (the module
         // declares both; the combine pass also reduces in `pp`).
         Op::KvAttend => {
