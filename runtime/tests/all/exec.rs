@@ -55,10 +55,12 @@ pub fn weights(rng: &mut Rng, format: Format, n: usize, k: usize) -> (Weights, V
 }
 
 /// Shapes (M, N, K in groups) per op: ragged N (not a multiple of rows per workgroup or
-/// tile), M = 1, 3, 17, 70 (past one matmul tile), and K = one group.
+/// tile), M = 1, 3, 17, 70 (past one matmul tile), K = one group, and for matvec a K of
+/// 140 groups (4480 to 17920 elements): more 32-blocks than a workgroup has invocations,
+/// so its loop takes several steps and the last one is partial.
 pub fn shapes(op: Op) -> &'static [(usize, usize, usize)] {
     match op {
-        Op::Matvec => &[(1, 1, 1), (1, 7, 1), (1, 70, 3), (1, 257, 8)],
+        Op::Matvec => &[(1, 1, 1), (1, 7, 1), (1, 70, 3), (1, 257, 8), (1, 9, 140)],
         Op::Matmul => &[(1, 5, 1), (3, 33, 2), (17, 70, 3), (70, 9, 4)],
         Op::KvAppend | Op::KvAttend => &[],
     }
