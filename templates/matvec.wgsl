@@ -43,25 +43,17 @@ fn x8_block(blk: u32) -> X8 {
     }
     // round() gives the code as an integer-valued f32; adding 1.5 · 2^23 is then exact (no
     // rounding, whatever the engine's rounding mode) and leaves the code in the low byte of
-    // the bits as a two's complement. This replaces a conversion to i32 per element with
-    // one add: GPUs issue conversions at a fraction of their add rate, and WGSL's conversion
-    // saturates, which adds a clamp (quantizing x is a large share of a 2-bit matvec's time:
-    // bench/NOTES.md, session 6).
-{% for i in 0..8 %}    let q{{ i }} = x8_bytes(round(v{{ i }} * inv));
-{% endfor %}    let lo = vec4<u32>(q0, q1, q2, q3);
-    let hi = vec4<u32>(q4, q5, q6, q7);
-    // The sum of the 32 codes: a dot product with bytes of 1.
-    let ones = vec4<u32>(0x01010101u);
-    let s = vec4<i32>(dot4I8Packed(lo.x, ones.x), dot4I8Packed(lo.y, ones.y), dot4I8Packed(lo.z, ones.z), dot4I8Packed(lo.w, ones.w))
-        + vec4<i32>(dot4I8Packed(hi.x, ones.x), dot4I8Packed(hi.y, ones.y), dot4I8Packed(hi.z, ones.z), dot4I8Packed(hi.w, ones.w));
-    return X8(lo, hi, scale, (s.x + s.y) + (s.z + s.w));
-}
-
-// Four integer-valued f32s in [-128, 127] as the signed bytes of a word, component 0 lowest
-// (as pack4xI8, FORMAT.md §12).
-fn x8_bytes(r: vec4<f32>) -> u32 {
-    let b = bitcast<vec4<u32>>(r + vec4<f32>(12582912.0)) & vec4<u32>(0xffu);
-    return (b.x | (b.y << 8u)) | ((b.z << 16u) | (b.w << 24u));
+    // the bits as a two's complement, the byte pack4xI8 keeps (component 0 lowest, FORMAT.md
+    // §12). This replaces a conversion to i32 per element with one add: GPUs issue
+    // conversions at a fraction of their add rate, and WGSL's conversion saturates, which
+    // adds a clamp (quantizing x is a large share of a 2-bit matvec's time: bench/NOTES.md,
+    // session 6).
+{% for i in 0..8 %}    let q{{ i }} = pack4xI8(bitcast<vec4<i32>>(round(v{{ i }} * inv) + vec4<f32>(12582912.0)));
+{% endfor %}    // The sum of the 32 codes: dot products with bytes of 1.
+    let ones = 0x01010101u;
+    let s = ((dot4I8Packed(q0, ones) + dot4I8Packed(q1, ones)) + (dot4I8Packed(q2, ones) + dot4I8Packed(q3, ones)))
+        + ((dot4I8Packed(q4, ones) + dot4I8Packed(q5, ones)) + (dot4I8Packed(q6, ones) + dot4I8Packed(q7, ones)));
+    return X8(vec4<u32>(q0, q1, q2, q3), vec4<u32>(q4, q5, q6, q7), scale, s);
 }
 
 {% endif %}// y[N] = W[N x K] · x[K]. A workgroup owns ROWS rows; its invocations stride over the
