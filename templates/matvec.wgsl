@@ -1,7 +1,9 @@
 {% include "_header.wgsl" %}
 const WG: u32 = {{ c.wg }}u;
 const ROWS: u32 = {{ c.rows }}u;
-
+{% for e in c.entries %}{% if loop.index0 > 0 %}const {{ e.wg_const }}: u32 = {{ e.wg }}u;
+const {{ e.rows_const }}: u32 = {{ e.rows }}u;
+{% endif %}{% endfor %}
 var<workgroup> partials: array<f32, {{ c.partials_len }}>;
 {% if c.quant %}
 // The four bytes of a word as four lanes.
@@ -56,10 +58,13 @@ fn x8_block(blk: u32) -> X8 {
     return X8(vec4<u32>(q0, q1, q2, q3), vec4<u32>(q4, q5, q6, q7), scale, s);
 }
 
-{% endif %}// y[N] = W[N x K] · x[K]. A workgroup owns ROWS rows; its invocations stride over the
+{% endif %}{% for e in c.entries %}{% if loop.index0 == 1 %}
+// The same for matrices of at least {{ c.tall_min_n }} rows (the manifest's dispatch.tall): {{ e.rows }} rows
+// per workgroup and {{ e.wg }} invocations (bench/NOTES.md, session 7).
+{% else %}// y[N] = W[N x K] · x[K]. A workgroup owns ROWS rows; its invocations stride over the
 // 32-code blocks of K, load each block's x once and use it for every row.
-@compute @workgroup_size({{ c.wg }})
-fn {{ c.name }}(
+{% endif %}@compute @workgroup_size({{ e.wg }})
+fn {{ e.name }}(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
@@ -67,12 +72,12 @@ fn {{ c.name }}(
     @builtin(subgroup_id) sg_id: u32,
     @builtin(num_subgroups) sg_count: u32,
 {% endif %}) {
-    let row0 = (wid.y * nwg.x + wid.x) * ROWS;
+    let row0 = (wid.y * nwg.x + wid.x) * {{ e.rows_const }};
     let blocks = params.k / 32u;
 {% if c.quant %}    let groups = blocks / BLOCKS_PER_GROUP;
-{% endif %}    var acc: array<f32, {{ c.rows }}>;
+{% endif %}    var acc: array<f32, {{ e.rows }}>;
 {% if c.dot4 %}    // x's block in int8, then the inner products in integers, exact.
-    for (var blk = lid; blk < blocks; blk += WG) {
+    for (var blk = lid; blk < blocks; blk += {{ e.wg_const }}) {
         let xq = x8_block(blk);
         let xa = xq.lo;
         let xb = xq.hi;
@@ -80,7 +85,7 @@ fn {{ c.name }}(
         let xsum = xq.sum;
         // The rows are unrolled: constant indices keep acc in registers and let every row's
         // loads be issued before the first sum (a loop over r was latency-bound on an H100).
-{% for r in 0..c.rows %}        {
+{% for r in 0..e.rows %}        {
             let row = min(row0 + {{ r }}u, params.n - 1u);
             let wb = (row * blocks + blk) * {{ c.dot4_vectors_per_block }}u;
 {% for l in c.dot4_loads %}            {{ l }}
@@ -93,14 +98,14 @@ fn {{ c.name }}(
 {% else %}            acc[{{ r }}] += (scale_at(g) * xscale) * f32({{ c.dot4_sum }});
 {% endif %}        }
 {% endfor %}    }
-{% else %}    for (var blk = lid; blk < blocks; blk += WG) {
+{% else %}    for (var blk = lid; blk < blocks; blk += {{ e.wg_const }}) {
         let xb = blk * 8u;
 {% for i in 0..8 %}        let x{{ i }} = x[xb + {{ i }}u];
 {% endfor %}{% if c.f16 %}{% for i in 0..8 %}        let xh{{ i }} = vec4<f16>(x{{ i }});
 {% endfor %}{% endif %}{% if c.asym %}        let xsum = dot(((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7)), vec4<f32>(1.0));
 {% endif %}        // Rows past N read row N - 1 and are never stored: every invocation takes the
         // same path to the barrier below. The rows are unrolled (see the dot4 loop).
-{% for r in 0..c.rows %}        {
+{% for r in 0..e.rows %}        {
             let row = min(row0 + {{ r }}u, params.n - 1u);
             let wb = (row * blocks + blk) * BLOCK_WORDS;
 {% for i in 0..c.block_words %}            let w{{ i }} = weights[wb + {{ i }}u];
@@ -116,31 +121,32 @@ fn {{ c.name }}(
 {% endif %}{% if c.subgroups %}
     // One subgroupAdd per row, then the first lane of each subgroup leaves its sum.
     // (acc is only ever indexed by constants, so it stays in registers.)
-{% for r in 0..c.rows %}    let total{{ r }} = subgroupAdd(acc[{{ r }}]);
+{% for r in 0..e.rows %}    let total{{ r }} = subgroupAdd(acc[{{ r }}]);
 {% endfor %}    if (sg_lane == 0u) {
-{% for r in 0..c.rows %}        partials[{{ r }}u * WG + sg_id] = total{{ r }};
+{% for r in 0..e.rows %}        partials[{{ r }}u * {{ e.wg_const }} + sg_id] = total{{ r }};
 {% endfor %}    }
     workgroupBarrier();
-    if (lid < ROWS && row0 + lid < params.n) {
+    if (lid < {{ e.rows_const }} && row0 + lid < params.n) {
         var sum = 0.0;
         for (var i = 0u; i < sg_count; i++) {
-            sum += partials[lid * WG + i];
+            sum += partials[lid * {{ e.wg_const }} + i];
         }
         y[row0 + lid] = sum;
     }
 {% else %}
     // Tree reduction in workgroup memory.
-{% for r in 0..c.rows %}    partials[{{ r }}u * WG + lid] = acc[{{ r }}];
+{% for r in 0..e.rows %}    partials[{{ r }}u * {{ e.wg_const }} + lid] = acc[{{ r }}];
 {% endfor %}    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
+    for (var stride = {{ e.wg_const }} / 2u; stride > 0u; stride >>= 1u) {
         if (lid < stride) {
-            for (var r = 0u; r < ROWS; r++) {
-                partials[r * WG + lid] += partials[r * WG + lid + stride];
+            for (var r = 0u; r < {{ e.rows_const }}; r++) {
+                partials[r * {{ e.wg_const }} + lid] += partials[r * {{ e.wg_const }} + lid + stride];
             }
         }
         workgroupBarrier();
     }
-    if (lid < ROWS && row0 + lid < params.n) {
-        y[row0 + lid] = partials[lid * WG];
+    if (lid < {{ e.rows_const }} && row0 + lid < params.n) {
+        y[row0 + lid] = partials[lid * {{ e.wg_const }}];
     }
 {% endif %}}
+{% endfor %}

@@ -599,16 +599,29 @@ export function compileExpression(text) {
   return run;
 }
 
-/** Workgroup counts of each pass: `[{ entry_point, workgroups: [x, y, z] }]`. */
-function passesOf(kernel, env) {
+/**
+ * Workgroup counts of each pass: `[{ entry_point, workgroups: [x, y, z] }]`. A matvec with
+ * `dispatch.tall` uses its passes from `N >= tall.min_n` on (another workgroup shape).
+ */
+export function passesOf(kernel, env) {
   const d = kernel.dispatch ?? {};
-  const passes = Array.isArray(d.passes) && d.passes.length ? d.passes : [{ entry_point: kernel.entry_point, workgroups: d.workgroups }];
+  const tall = d.tall != null && env.N >= tallOf(kernel).min_n;
+  const passes = tall ? d.tall.passes : Array.isArray(d.passes) && d.passes.length ? d.passes : [{ entry_point: kernel.entry_point, workgroups: d.workgroups }];
   return passes.map((p) => {
     if (!Array.isArray(p.workgroups) || p.workgroups.length !== 3) {
       throw new ShaderGenError('load-failed', `kernel ${kernel.name}: a dispatch pass has no three workgroup expressions`);
     }
     return { entry_point: p.entry_point ?? kernel.entry_point, workgroups: p.workgroups.map((e) => compileExpression(e)(env)) };
   });
+}
+
+/** A kernel's `dispatch.tall`, checked: `{ min_n, passes }`. */
+function tallOf(kernel) {
+  const t = kernel.dispatch.tall;
+  if (!Number.isSafeInteger(t?.min_n) || !Array.isArray(t.passes) || !t.passes.length) {
+    throw new ShaderGenError('load-failed', `kernel ${kernel.name}: dispatch.tall has no min_n and passes`);
+  }
+  return t;
 }
 
 /** Evaluates `dispatch.host_values` in order, adding each to `env`. */
@@ -1085,7 +1098,9 @@ export class ShaderGen {
     });
     const bindGroupLayout = device.createBindGroupLayout({ label: kernel.name, entries });
     const layout = device.createPipelineLayout({ label: kernel.name, bindGroupLayouts: [bindGroupLayout] });
-    const entryPoints = [...new Set((kernel.dispatch?.passes ?? []).map((p) => p.entry_point))];
+    // Every entry point a call may use, a matvec's tall one included.
+    const passes = [...(kernel.dispatch?.passes ?? []), ...(kernel.dispatch?.tall != null ? tallOf(kernel).passes : [])];
+    const entryPoints = [...new Set(passes.map((p) => p.entry_point))];
     if (!entryPoints.length) entryPoints.push(kernel.entry_point);
     const pipelines = new Map();
     for (const entryPoint of entryPoints) {

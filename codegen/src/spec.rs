@@ -204,6 +204,38 @@ pub struct Tuning {
     pub tile_n: u32,
     /// kv-attend: tokens scored per step of a split.
     pub chunk: u32,
+    /// matvec: a second workgroup shape for tall matrices, or none.
+    pub tall: Option<TallMatvec>,
+}
+
+/// A matvec's second entry point, `<name>_tall`: the same computation with another workgroup
+/// shape, which the runtimes dispatch instead when N is at least `min_n` (the manifest's
+/// `dispatch.tall`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TallMatvec {
+    /// Invocations per workgroup.
+    pub workgroup_size: u32,
+    /// Output rows per workgroup.
+    pub rows_per_workgroup: u32,
+    /// The least N that uses this shape.
+    pub min_n: u32,
+}
+
+impl TallMatvec {
+    /// The tall shape of `spec`, if it has one. Only the dot4-subgroups matvec, where it was
+    /// measured: each invocation quantizes its x block once for 16 rows instead of 8, and
+    /// 64-invocation workgroups keep 16384 rows in one wave of workgroups. On an H100,
+    /// 16384² went from 62 to 48 µs at 2 bits, 73 to 67 at 4 (14336 x 4096: 21 to 18 and 26
+    /// to 24), but 4096-row matrices leave too few workgroups to keep memory busy (4096²:
+    /// 10.8 -> 13.6 µs), hence a threshold between the two measured heights
+    /// (bench/NOTES.md, session 7). Same 4 KiB of workgroup memory as the default shape.
+    pub fn default_for(spec: &KernelSpec) -> Option<TallMatvec> {
+        (spec.uses_dot4() && spec.uses_subgroups()).then_some(TallMatvec {
+            workgroup_size: 64,
+            rows_per_workgroup: 16,
+            min_n: 8192,
+        })
+    }
 }
 
 impl Tuning {
@@ -216,19 +248,27 @@ impl Tuning {
             // (wg, rows) pairs swept at every bench shape and bit width, for the f32 and the
             // dot4 tiers (bench/NOTES.md, session 4); 64 x 4 was up to 1.5x slower. The
             // reduction array is 8*128 f32 = 4 KiB.
-            Op::Matvec => Tuning { workgroup_size: 128, rows_per_workgroup: 8, tile_m: 1, tile_n: 8, chunk: 0 },
+            Op::Matvec => {
+                Tuning { workgroup_size: 128, rows_per_workgroup: 8, tile_m: 1, tile_n: 8, chunk: 0, tall: None }
+            }
             // 16x8 invocations, each a 4x8 block of a 64x64 tile: one 32-block of K of the X
             // and the W tile, 2 x 32x64 f32 = 16 KiB of workgroup memory (the spec default).
-            Op::Matmul => Tuning { workgroup_size: 128, rows_per_workgroup: 0, tile_m: 64, tile_n: 64, chunk: 0 },
+            Op::Matmul => {
+                Tuning { workgroup_size: 128, rows_per_workgroup: 0, tile_m: 64, tile_n: 64, chunk: 0, tall: None }
+            }
             // One workgroup per (KV head, tensor); invocations take (token, group) items.
-            Op::KvAppend => Tuning { workgroup_size: 64, rows_per_workgroup: 0, tile_m: 0, tile_n: 0, chunk: 0 },
+            Op::KvAppend => {
+                Tuning { workgroup_size: 64, rows_per_workgroup: 0, tile_m: 0, tile_n: 0, chunk: 0, tall: None }
+            }
             // One workgroup per (KV head, split), 32 tokens a step: 128 invocations score
             // (token, 32-dim block) pairs for every query head of the group, then each
             // accumulates one quad of the output over its lane's tokens. On an H100 128 x 32
             // beat 256 x 64, 128 x 64 and 64 x 32 at 1k-32k tokens (bench/NOTES.md, session 5):
             // the kernel is bound by waits on memory, and smaller workgroups keep more of them
             // in flight. 13.6 KiB of workgroup memory at head_dim 128, the combine pass's included.
-            Op::KvAttend => Tuning { workgroup_size: 128, rows_per_workgroup: 0, tile_m: 0, tile_n: 0, chunk: 32 },
+            Op::KvAttend => {
+                Tuning { workgroup_size: 128, rows_per_workgroup: 0, tile_m: 0, tile_n: 0, chunk: 32, tall: None }
+            }
         }
     }
 }
@@ -256,7 +296,9 @@ impl KernelSpec {
         }
         let profile = Profile::new(target, tier)?;
         let tuning = Tuning::default_for(op, &profile);
-        Ok(KernelSpec { op, format, profile, tuning, head_dim: 0 })
+        let mut spec = KernelSpec { op, format, profile, tuning, head_dim: 0 };
+        spec.tuning.tall = TallMatvec::default_for(&spec);
+        Ok(spec)
     }
 
     /// A kv-append or kv-attend spec: `format` must be a KV format (quantized, asym, group ≤
@@ -396,6 +438,17 @@ impl KernelSpec {
             Op::Matvec => self.tuning.rows_per_workgroup,
             Op::Matmul => self.tuning.tile_n,
             Op::KvAppend | Op::KvAttend => 0,
+        }
+    }
+
+    /// The entry point and (workgroup size, rows per workgroup) that run a matvec on N rows:
+    /// the tall shape's where it applies, else the kernel's own (other ops: always their own).
+    pub fn matvec_entry(&self, n: u32) -> (String, u32, u32) {
+        match self.tuning.tall {
+            Some(t) if self.op == Op::Matvec && n >= t.min_n => {
+                (format!("{}_tall", self.name()), t.workgroup_size, t.rows_per_workgroup)
+            }
+            _ => (self.name(), self.tuning.workgroup_size, self.tuning.rows_per_workgroup),
         }
     }
 

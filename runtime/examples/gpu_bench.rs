@@ -460,6 +460,8 @@ fn main() {
             if let (Some((wg, rows)), Op::Matvec) = (tuning, op) {
                 spec.tuning.workgroup_size = wg;
                 spec.tuning.rows_per_workgroup = rows;
+                // A sweep times one shape at every height.
+                spec.tuning.tall = None;
             }
             let shape = format!("{m}x{n}x{k}");
             if let Err(e) = spec.check_shape(m as u64, n as u64, k as u64) {
@@ -473,7 +475,7 @@ fn main() {
             drop(data);
             let bytes = (w.bytes() + 4 * m * k + 4 * m * n) as u64;
             let copies = (256u64 << 20).div_ceil(w.bytes() as u64).clamp(1, 32) as usize;
-            let pipeline = gpu.kernel_pipeline(&spec).unwrap();
+            let pipeline = gpu.kernel_pipeline(&spec, n as u32).unwrap();
             let uploads: Vec<_> = (0..copies).map(|_| gpu.upload(&w)).collect();
             let params = gpu.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: None,
@@ -542,7 +544,14 @@ fn main() {
                     ceiling,
                 }
             };
-            println!("{}  {} {verified}", row.line(), row.tier);
+            // matvec: the workgroup shape that ran (invocations x rows; the tall one from its min_n).
+            let entry = if op == Op::Matvec {
+                let (_, wg, rows) = spec.matvec_entry(n as u32);
+                format!(" {wg}x{rows}")
+            } else {
+                String::new()
+            };
+            println!("{}  {}{entry} {verified}", row.line(), row.tier);
             rows.push(row);
         }
     }

@@ -269,9 +269,10 @@ impl Gpu {
         self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
-    /// The compiled pipeline of a kernel (cached).
-    pub fn kernel_pipeline(&self, spec: &KernelSpec) -> Result<wgpu::ComputePipeline, RuntimeError> {
-        self.pipeline(spec)
+    /// The compiled pipeline (cached) that runs `spec` on `n` output rows: the kernel's entry
+    /// point, or a matvec's tall one from its `min_n` (`KernelSpec::matvec_entry`).
+    pub fn kernel_pipeline(&self, spec: &KernelSpec, n: u32) -> Result<wgpu::ComputePipeline, RuntimeError> {
+        self.pass_pipeline(spec, &spec.matvec_entry(n).0)
     }
 
     /// The buffers of uploaded weights, by binding name (`weights`, `scales`, `mins`).
@@ -328,10 +329,6 @@ impl Gpu {
             n: w.n,
             k: w.k,
         }
-    }
-
-    fn pipeline(&self, spec: &KernelSpec) -> Result<wgpu::ComputePipeline, RuntimeError> {
-        self.pass_pipeline(spec, &spec.name())
     }
 
     /// The pipeline of one entry point of a kernel's module (kv-attend has two), cached by
@@ -429,7 +426,7 @@ impl Gpu {
         let name = spec.name();
         self.check_features(spec)?;
         check_call(spec, w.format, w.n, w.k, x.len(), m)?;
-        let pipeline = self.pipeline(spec)?;
+        let pipeline = self.kernel_pipeline(spec, w.n as u32)?;
 
         let d = &self.device;
         let params = [m as u32, w.n as u32, w.k as u32, 0];

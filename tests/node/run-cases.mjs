@@ -605,8 +605,9 @@ async function makeDawnEngine(packageDir) {
   }
 
   // Compiled pipelines by kernel name; a kernel that failed to compile stays failed.
-  async function pipeline(kernel) {
-    const cached = pipelines.get(kernel.name);
+  async function pipeline(kernel, entryPoint) {
+    const key = `${kernel.name} ${entryPoint}`;
+    const cached = pipelines.get(key);
     if (cached?.error) throw cached.error;
     if (cached) return cached.pipeline;
     const t = performance.now();
@@ -618,9 +619,9 @@ async function makeDawnEngine(packageDir) {
     try {
       module = device.createShaderModule({ label: kernel.name, code });
       compiled = device.createComputePipeline({
-        label: kernel.name,
+        label: entryPoint,
         layout: 'auto',
-        compute: { module, entryPoint: kernel.entry_point },
+        compute: { module, entryPoint },
       });
     } finally {
       try {
@@ -633,12 +634,12 @@ async function makeDawnEngine(packageDir) {
           detail = fresh.map((m) => `${m.lineNum}:${m.linePos} ${oneLine(m.message)}`).join(' | ');
         } catch {}
         const error = new Error(detail ? `${e.message} [${detail}]` : e.message);
-        pipelines.set(kernel.name, { error });
+        pipelines.set(key, { error });
         throw error;
       }
     }
     stats.compileMs += performance.now() - t;
-    pipelines.set(kernel.name, { pipeline: compiled });
+    pipelines.set(key, { pipeline: compiled });
     return compiled;
   }
 
@@ -702,13 +703,25 @@ async function makeDawnEngine(packageDir) {
     return kv;
   }
 
-  function workgroups(kernel, env) {
-    let d = dispatchers.get(kernel.name);
+  // The entry point and workgroup expressions for N rows: a matvec's `dispatch.tall` pass
+  // from N >= min_n on, else the kernel's own.
+  function entryOf(kernel, n) {
+    const tall = kernel.dispatch?.tall;
+    if (tall == null) return { entryPoint: kernel.entry_point, exprs: kernel.dispatch?.workgroups };
+    if (!Number.isSafeInteger(tall.min_n) || !Array.isArray(tall.passes) || tall.passes.length !== 1 || typeof tall.passes[0]?.entry_point !== 'string') {
+      throw new Error(`kernel ${kernel.name}: dispatch.tall must have min_n and one pass with an entry_point`);
+    }
+    if (n < tall.min_n) return { entryPoint: kernel.entry_point, exprs: kernel.dispatch?.workgroups };
+    return { entryPoint: tall.passes[0].entry_point, exprs: tall.passes[0].workgroups };
+  }
+
+  function workgroups(kernel, { entryPoint, exprs }, env) {
+    const key = `${kernel.name} ${entryPoint}`;
+    let d = dispatchers.get(key);
     if (!d) {
-      const exprs = kernel.dispatch?.workgroups;
-      if (!Array.isArray(exprs) || exprs.length !== 3) throw new Error(`kernel ${kernel.name}: dispatch.workgroups must list 3 expressions`);
+      if (!Array.isArray(exprs) || exprs.length !== 3) throw new Error(`kernel ${kernel.name}: the workgroups of ${entryPoint} must list 3 expressions`);
       d = exprs.map(compileDispatch);
-      dispatchers.set(kernel.name, d);
+      dispatchers.set(key, d);
     }
     return d.map((f) => f(env));
   }
@@ -801,8 +814,9 @@ async function makeDawnEngine(packageDir) {
       const missing = (kernel.features ?? []).filter((f) => !device.features.has(f));
       if (missing.length) return { skip: `missing feature ${missing.join(', ')}` };
       if (p.kv) return runKv(p);
-      const pipe = await pipeline(kernel);
-      const counts = workgroups(kernel, { M: p.m, N: p.n, K: p.k });
+      const entry = entryOf(kernel, p.n);
+      const pipe = await pipeline(kernel, entry.entryPoint);
+      const counts = workgroups(kernel, entry, { M: p.m, N: p.n, K: p.k });
       const maxDim = limits.maxComputeWorkgroupsPerDimension;
       if (counts.some((c) => c > maxDim)) throw new Error(`dispatch ${counts.join(' x ')} exceeds maxComputeWorkgroupsPerDimension ${maxDim}`);
 

@@ -866,6 +866,23 @@ test('selection with allowInt8 (docs/CAPS.md §3): dot4 tiers only on request, w
   assert.equal(selectKernels(generic, dot4(sub), { allowInt8: true })[0].tier, 'base');
 });
 
+test('a dot4-subgroups matvec runs its tall entry point from dispatch.tall.min_n rows on', () => {
+  const manifest = JSON.parse(fs.readFileSync(path.join(int8Packages().all, 'manifest.json'), 'utf8'));
+  const matvecs = manifest.kernels.filter((k) => k.op === 'matvec' && k.activations === 'int8');
+  assert.ok(matvecs.length > 0);
+  for (const kernel of matvecs) {
+    const tall = kernel.dispatch.tall;
+    if (kernel.tier !== 'dot4-subgroups') {
+      assert.equal(tall, undefined, kernel.name);
+      continue;
+    }
+    const n = tall.min_n;
+    assert.deepEqual(mod.passesOf(kernel, { M: 1, N: n - 1, K: 64 }), [{ entry_point: kernel.entry_point, workgroups: [Math.ceil((n - 1) / 8), 1, 1] }]);
+    assert.deepEqual(mod.passesOf(kernel, { M: 1, N: n + 5, K: 64 }), [{ entry_point: `${kernel.entry_point}_tall`, workgroups: [Math.ceil((n + 5) / 16), 1, 1] }]);
+    assert.match(fs.readFileSync(path.join(int8Packages().all, kernel.wgsl), 'utf8'), new RegExp(`fn ${kernel.entry_point}_tall\\(`));
+  }
+});
+
 test('int8-activation matvec on WebGPU (Dawn): bits 2, 3, 4, 8, sym and asym, dot4-subgroups and dot4', async (t) => {
   const gpu = requireDawn(t);
   if (!gpu) return;
@@ -874,8 +891,8 @@ test('int8-activation matvec on WebGPU (Dawn): bits 2, 3, 4, 8, sym and asym, do
   try {
     assert.ok(sg.caps.webgpu.wgsl_language_features.includes('packed_4x8_integer_dot_product'), `Dawn's WGSL: ${sg.caps.webgpu.wgsl_language_features}`);
     assert.deepEqual(sg.deviceDescriptor.requiredFeatures, ['subgroups']);
-    // K = 2112: 66 blocks, two workgroups of the quantize pass.
-    await checkInt8Matvec(sg, 'dot4-subgroups', 'dawn', [[37, 256], [5, 2112]]);
+    // K = 2112: 66 blocks; N = 8197: the tall entry point.
+    await checkInt8Matvec(sg, 'dot4-subgroups', 'dawn', [[37, 256], [5, 2112], [8197, 128]]);
     // matmul is unaffected by the option.
     assert.equal(sg.backendFor('matmul', INT8_FORMATS[0]).tier, 'subgroups');
   } finally {

@@ -247,6 +247,18 @@ pub struct Dispatch {
     pub passes: Vec<Pass>,
     /// Host-chosen values the expressions use, with the rule the runtimes follow.
     pub host_values: Vec<HostValue>,
+    /// matvec with a tall shape: the passes to use instead when N ≥ `min_n`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tall: Option<TallDispatch>,
+}
+
+/// The passes a matvec uses for tall matrices ([`crate::spec::TallMatvec`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TallDispatch {
+    /// The least N these passes are for.
+    pub min_n: u32,
+    /// Used instead of [`Dispatch::passes`].
+    pub passes: Vec<Pass>,
 }
 
 /// One compute pass of a kernel.
@@ -278,6 +290,7 @@ impl KernelSpec {
             passes: vec![Pass { entry_point: name.clone(), workgroups: workgroups.clone() }],
             workgroups,
             host_values: vec![],
+            tall: None,
         };
         let chunk = self.tuning.chunk;
         match self.op {
@@ -305,11 +318,23 @@ impl KernelSpec {
                             requires: "exactly ceil(len / split_len)".into(),
                         },
                     ],
+                    tall: None,
                 }
             }
             Op::Matvec => {
-                let r = self.tuning.rows_per_workgroup;
-                one([format!("min(ceil(N / {r}), {max})"), format!("ceil(ceil(N / {r}) / {max})"), "1".into()])
+                // The workgroup index folds over x and y (see `workgroups`).
+                let grid = |r: u32| -> [String; 3] {
+                    [format!("min(ceil(N / {r}), {max})"), format!("ceil(ceil(N / {r}) / {max})"), "1".into()]
+                };
+                let mut d = one(grid(self.tuning.rows_per_workgroup));
+                d.tall = self.tuning.tall.map(|t| TallDispatch {
+                    min_n: t.min_n,
+                    passes: vec![Pass {
+                        entry_point: self.matvec_entry(t.min_n).0,
+                        workgroups: grid(t.rows_per_workgroup),
+                    }],
+                });
+                d
             }
             Op::Matmul => one([
                 format!("ceil(N / {})", self.tuning.tile_n),
@@ -324,7 +349,7 @@ impl KernelSpec {
         let max = self.profile.limits.workgroups_per_dim;
         match self.op {
             Op::Matvec => {
-                let total = n.div_ceil(self.tuning.rows_per_workgroup);
+                let total = n.div_ceil(self.matvec_entry(n).2);
                 [total.min(max), total.div_ceil(max), 1]
             }
             Op::Matmul => [n.div_ceil(self.tuning.tile_n), m.div_ceil(self.tuning.tile_m), 1],

@@ -41,6 +41,10 @@ pub(crate) struct Context {
     /// `wb` the block's index in the weights' vector type.
     pub dot4_loads: Vec<String>,
     pub dot4_vectors_per_block: u32,
+    /// matvec: its entry points (the kernel's own, then the tall shape's if any).
+    pub entries: Vec<MatvecEntry>,
+    /// matvec: the least N of the tall entry point (0 without one).
+    pub tall_min_n: u32,
     /// Sizes of workgroup arrays, as literals (Safari mishandles override-sized ones).
     pub partials_len: u32,
     /// matmul's tiling (unused by matvec).
@@ -149,10 +153,35 @@ impl Context {
             },
             dot4_loads,
             dot4_vectors_per_block: vectors_per_block,
-            partials_len: t.rows_per_workgroup * t.workgroup_size,
+            entries: std::iter::once(MatvecEntry {
+                name: spec.name(),
+                wg: t.workgroup_size,
+                rows: t.rows_per_workgroup,
+                wg_const: "WG",
+                rows_const: "ROWS",
+            })
+            .chain(t.tall.map(|tall| MatvecEntry {
+                name: spec.matvec_entry(tall.min_n).0,
+                wg: tall.workgroup_size,
+                rows: tall.rows_per_workgroup,
+                wg_const: "WG_TALL",
+                rows_const: "ROWS_TALL",
+            }))
+            .collect(),
+            tall_min_n: t.tall.map_or(0, |tall| tall.min_n),
+            partials_len: matvec_partials(spec),
             mm: MatmulTile::new(spec),
         }
     }
+}
+
+/// One entry point of a matvec module and the names of its shape's constants.
+pub(crate) struct MatvecEntry {
+    pub name: String,
+    pub wg: u32,
+    pub rows: u32,
+    pub wg_const: &'static str,
+    pub rows_const: &'static str,
 }
 
 /// One multiply-add chain of a matmul micro-tile: output row `row`, columns `col .. col+3`
@@ -290,11 +319,19 @@ fn matmul_quad(bits: u32) -> (String, String) {
     (format!("vec2<u32>({})", words.join(", ")), code.join(" | "))
 }
 
+/// Length of matvec's reduction array, which its entry points share: rows x invocations of
+/// the larger shape.
+fn matvec_partials(spec: &KernelSpec) -> u32 {
+    let t = spec.tuning;
+    let tall = t.tall.map_or(0, |tall| tall.rows_per_workgroup * tall.workgroup_size);
+    (t.rows_per_workgroup * t.workgroup_size).max(tall)
+}
+
 /// Workgroup memory a kernel declares, in bytes.
 pub(crate) fn workgroup_bytes(spec: &KernelSpec) -> u32 {
     let t = spec.tuning;
     match spec.op {
-        Op::Matvec => 4 * t.rows_per_workgroup * t.workgroup_size,
+        Op::Matvec => 4 * matvec_partials(spec),
         // One block of K of the X and the W tile, in the arithmetic's scalar type.
         Op::Matmul => BLOCK * (t.tile_m + t.tile_n) * if spec.profile.tier.shader_f16() { 2 } else { 4 },
         Op::KvAppend => 0,

@@ -284,7 +284,7 @@ fn default_sets_are_stable() {
 fn check_matvec_cover(s: &KernelSpec, n: u32) {
     let [x, y, z] = s.workgroups(1, n);
     let max = s.profile.limits.workgroups_per_dim;
-    let rows = s.tuning.rows_per_workgroup as u64;
+    let rows = s.matvec_entry(n).2 as u64;
     assert!(x >= 1 && y >= 1 && z == 1, "N = {n}: {x} x {y} x {z}");
     assert!(x <= max && y <= max, "N = {n}: {x} x {y} over {max} per dimension");
     let wgs = x as u64 * y as u64;
@@ -313,6 +313,38 @@ fn matvec_workgroups_fold_into_two_dimensions() {
         s.dispatch().workgroups,
         ["min(ceil(N / 8), 65535)".to_string(), "ceil(ceil(N / 8) / 65535)".into(), "1".into()]
     );
+}
+
+#[test]
+fn dot4_subgroups_matvec_takes_its_tall_shape_from_min_n() {
+    let s = spec(Op::Matvec, 2, 32, Scheme::Sym, Target::Native, Tier::Dot4Subgroups);
+    let tall = s.tuning.tall.expect("the dot4-subgroups matvec has a tall shape");
+    assert_eq!((tall.workgroup_size, tall.rows_per_workgroup, tall.min_n), (64, 16, 8192));
+    assert_eq!(s.matvec_entry(8191), (s.name(), 128, 8));
+    assert_eq!(s.matvec_entry(8192), (format!("{}_tall", s.name()), 64, 16));
+    assert_eq!(s.workgroups(1, 8191), [1024, 1, 1]);
+    assert_eq!(s.workgroups(1, 8192), [512, 1, 1]);
+    assert_eq!(s.workgroups(1, 8197), [513, 1, 1]);
+    for n in [8191, 8192, 8197, 65535 * 16 + 1, u32::MAX] {
+        check_matvec_cover(&s, n);
+    }
+    let d = s.dispatch();
+    let t = d.tall.expect("the manifest names the tall passes");
+    assert_eq!(t.min_n, 8192);
+    assert_eq!(t.passes.len(), 1);
+    assert_eq!(t.passes[0].entry_point, format!("{}_tall", s.name()));
+    assert_eq!(t.passes[0].workgroups[0], "min(ceil(N / 16), 65535)");
+    // Both entry points are in the module, and only the dot4-subgroups matvec has the second.
+    let text = codegen::wgsl::emit(&s).unwrap().text;
+    assert!(text.contains(&format!("fn {}(", s.name())) && text.contains(&format!("fn {}_tall(", s.name())));
+    for tier in [Tier::Base, Tier::Subgroups, Tier::Dot4] {
+        let other = spec(Op::Matvec, 2, 32, Scheme::Sym, Target::Native, tier);
+        assert_eq!(other.tuning.tall, None, "{tier}");
+        assert_eq!(other.dispatch().tall, None);
+    }
+    // The f16 baseline of the dot4-subgroups tier does not use dot4.
+    let f16 = KernelSpec::new(Op::Matvec, Format::f16(), Target::Native, Tier::Dot4Subgroups).unwrap();
+    assert_eq!(f16.tuning.tall, None);
 }
 
 #[test]

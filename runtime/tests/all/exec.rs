@@ -94,7 +94,9 @@ fn every_kernel_matches_the_reference_on_wgpu() {
             continue;
         }
         let targets: Vec<_> = specs.iter().map(|s| s.profile.target.name()).collect();
-        for &(m, n, groups) in shapes(spec.op) {
+        // A matvec with a tall entry point also runs it: N past its min_n, ragged.
+        let tall = spec.tuning.tall.map(|t| (1, t.min_n as usize + 5, 2));
+        for &(m, n, groups) in shapes(spec.op).iter().chain(tall.iter()) {
             let k = groups * spec.format.group_size() as usize;
             let (w, _) = weights(&mut rng, spec.format, n, k);
             let mut x: Vec<f32> = (0..m * k).map(|_| rng.value(1.0)).collect();
