@@ -46,10 +46,8 @@ fn x8_block(blk: u32) -> X8 {
     // round() gives the code as an integer-valued f32; adding 1.5 · 2^23 is then exact (no
     // rounding, whatever the engine's rounding mode) and leaves the code in the low byte of
     // the bits as a two's complement, the byte pack4xI8 keeps (component 0 lowest, FORMAT.md
-    // §12). This replaces a conversion to i32 per element with one add: GPUs issue
-    // conversions at a fraction of their add rate, and WGSL's conversion saturates, which
-    // adds a clamp (quantizing x is a large share of a 2-bit matvec's time: bench/NOTES.md,
-    // session 6).
+    // §12). One add instead of WGSL's saturating conversion to i32 (a clamp and a convert);
+    // on an H100 the two timed the same (bench/NOTES.md, session 7).
 {% for i in 0..8 %}    let q{{ i }} = pack4xI8(bitcast<vec4<i32>>(round(v{{ i }} * inv) + vec4<f32>(12582912.0)));
 {% endfor %}    // The sum of the 32 codes: dot products with bytes of 1.
     let ones = 0x01010101u;

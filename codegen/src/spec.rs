@@ -247,7 +247,8 @@ impl Tuning {
             // 128 blocks). On an H100 this was the best, or within 25% of the best, of the
             // (wg, rows) pairs swept at every bench shape and bit width, for the f32 and the
             // dot4 tiers (bench/NOTES.md, session 4); 64 x 4 was up to 1.5x slower. The
-            // reduction array is 8*128 f32 = 4 KiB.
+            // reduction array is 8*128 f32 = 4 KiB. The dot4-subgroups matvec adds a tall shape
+            // for N >= 8192 (`TallMatvec`, set by `KernelSpec::new`).
             Op::Matvec => {
                 Tuning { workgroup_size: 128, rows_per_workgroup: 8, tile_m: 1, tile_n: 8, chunk: 0, tall: None }
             }
