@@ -878,7 +878,7 @@ export class ShaderGen {
     this._files = new Map(); // url → Promise of text / ArrayBuffer
     this._modules = new Map(); // wasm file → Promise<WebAssembly.Module>
     this._shaders = new Map(); // wgsl file → GPUShaderModule
-    this._pipelines = new Map(); // kernel name → Promise<{ layout, pipelines: Map(entry → pipeline) }>
+    this._pipelines = new Map(); // "kernel: entry points" → Promise<{ layout, pipelines: Map(entry → pipeline) }>
     this._tail = Promise.resolve();
     this._destroyed = false;
     /** Completed calls per backend that ran them: `{ webgpu, 'wasm-simd', 'wasm-scalar' }`. */
@@ -1071,18 +1071,24 @@ export class ShaderGen {
     return p;
   }
 
-  /** The compiled pipelines of every pass of `kernel`, sharing one explicit layout. */
-  _pipelinesOf(kernel) {
-    let p = this._pipelines.get(kernel.name);
+  /**
+   * The compiled pipelines of `passes` (`passesOf`) of `kernel`, sharing one explicit layout.
+   * Cached per set of entry points, so a matvec's tall entry point compiles only once a call
+   * needs it.
+   */
+  _pipelinesOf(kernel, passes) {
+    const entryPoints = [...new Set(passes.map((p) => p.entry_point))];
+    const key = `${kernel.name}: ${entryPoints.join(' ')}`;
+    let p = this._pipelines.get(key);
     if (!p) {
-      p = this._compile(kernel);
-      this._pipelines.set(kernel.name, p);
-      p.catch(() => this._pipelines.delete(kernel.name));
+      p = this._compile(kernel, entryPoints);
+      this._pipelines.set(key, p);
+      p.catch(() => this._pipelines.delete(key));
     }
     return p;
   }
 
-  async _compile(kernel) {
+  async _compile(kernel, entryPoints) {
     const device = this._device;
     const code = await this._file(kernel.wgsl, 'text');
     let module = this._shaders.get(kernel.wgsl);
@@ -1098,10 +1104,6 @@ export class ShaderGen {
     });
     const bindGroupLayout = device.createBindGroupLayout({ label: kernel.name, entries });
     const layout = device.createPipelineLayout({ label: kernel.name, bindGroupLayouts: [bindGroupLayout] });
-    // Every entry point a call may use, a matvec's tall one included.
-    const passes = [...(kernel.dispatch?.passes ?? []), ...(kernel.dispatch?.tall != null ? tallOf(kernel).passes : [])];
-    const entryPoints = [...new Set(passes.map((p) => p.entry_point))];
-    if (!entryPoints.length) entryPoints.push(kernel.entry_point);
     const pipelines = new Map();
     for (const entryPoint of entryPoints) {
       try {
@@ -1124,8 +1126,8 @@ export class ShaderGen {
    */
   async _dispatch(kernel, buffers, env, readback = null) {
     const device = this._device;
-    const { bindGroupLayout, pipelines } = await this._pipelinesOf(kernel);
     const passes = passesOf(kernel, env);
+    const { bindGroupLayout, pipelines } = await this._pipelinesOf(kernel, passes);
     const maxDim = device.limits.maxComputeWorkgroupsPerDimension;
     for (const p of passes) {
       if (p.workgroups.some((c) => c > maxDim)) {
