@@ -223,8 +223,8 @@ pub struct TallMatvec {
 
 impl TallMatvec {
     /// The tall shape of `spec`, if it has one. Only the dot4-subgroups matvec, where it was
-    /// measured: each invocation quantizes its x block once for 16 rows instead of 8, and
-    /// 64-invocation workgroups keep 16384 rows in one wave of workgroups. On an H100,
+    /// measured: each invocation quantizes its x block once for 16 rows instead of 8 (and,
+    /// presumably, 16384 rows of 64-invocation workgroups fit one wave). On an H100,
     /// 16384² went from 62 to 48 µs at 2 bits, 73 to 67 at 4 (14336 x 4096: 21 to 18 and 26
     /// to 24), but 4096-row matrices leave too few workgroups to keep memory busy (4096²:
     /// 10.8 -> 13.6 µs), hence a threshold between the two measured heights
