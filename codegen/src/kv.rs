@@ -251,13 +251,17 @@ fn to_f16(what: &'static str, data: &[f32], h_n: usize, d_n: usize) -> Result<Ve
         .collect()
 }
 
+/// The workgroups kv-attend's split pass aims at: `kv_heads · splits` is about this many.
+/// Measured on an H100 at 8k and 32k tokens (bench/NOTES.md, session 8): 512 workgroups of 128
+/// invocations beat 1024 by 6-13% at every width (fewer splits: less merging per token and a
+/// smaller combine pass) and 256 by 25-55% (too few in flight to hide memory latency).
+pub const SPLIT_WORKGROUPS: u32 = 512;
+
 /// The split length the runtimes use for kv-attend over `len` tokens: enough splits that
-/// `kv_heads · splits` is about 1024 workgroups (a large GPU needs thousands of invocations in
-/// flight: 256 workgroups left an H100 latency-bound; with today's 128-invocation workgroups
-/// half as many splits, 512 workgroups, measured within 5% at 32k tokens, bench/NOTES.md), each
-/// a multiple of `chunk` tokens. Written into the manifest as the same rule.
+/// `kv_heads · splits` is about [`SPLIT_WORKGROUPS`], each a multiple of `chunk` tokens.
+/// Written into the manifest as the same rule.
 pub fn default_split_len(len: u32, kv_heads: u32, chunk: u32) -> u32 {
-    let target_splits = 1024u32.div_ceil(kv_heads.max(1));
+    let target_splits = SPLIT_WORKGROUPS.div_ceil(kv_heads.max(1));
     chunk * len.div_ceil(target_splits).div_ceil(chunk).max(1)
 }
 

@@ -309,7 +309,10 @@ impl KernelSpec {
                     host_values: vec![
                         HostValue {
                             name: "split_len",
-                            rule: format!("{chunk} * max(1, ceil(ceil(len / ceil(1024 / kv_heads)) / {chunk}))"),
+                            rule: format!(
+                                "{chunk} * max(1, ceil(ceil(len / ceil({} / kv_heads)) / {chunk}))",
+                                crate::kv::SPLIT_WORKGROUPS
+                            ),
                             requires: format!("a positive multiple of {chunk}; ceil(len / split_len) <= {max}"),
                         },
                         HostValue {
