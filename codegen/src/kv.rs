@@ -253,8 +253,8 @@ fn to_f16(what: &'static str, data: &[f32], h_n: usize, d_n: usize) -> Result<Ve
 
 /// The workgroups kv-attend's split pass aims at: `kv_heads · splits` is about this many.
 /// Measured on an H100 at 8k and 32k tokens (bench/NOTES.md, session 8): 512 workgroups of 128
-/// invocations beat 1024 by 6-13% at every width (fewer splits: less merging per token and a
-/// smaller combine pass) and 256 by 25-55% (too few in flight to hide memory latency).
+/// invocations beat 1024 by 4-13% at every width (fewer splits: less merging per token and a
+/// smaller combine pass), and 256 took 17-56% longer (too few in flight to hide latency).
 pub const SPLIT_WORKGROUPS: u32 = 512;
 
 /// The split length the runtimes use for kv-attend over `len` tokens: enough splits that
