@@ -86,6 +86,25 @@ const caseDir = resolve(caseDirArg);
 const { cases } = JSON.parse(readFileSync(join(caseDir, 'cases.json'), 'utf8'));
 const manifest = JSON.parse(readFileSync(join(caseDir, 'package/manifest.json'), 'utf8'));
 const kernels = new Map(manifest.kernels.map((k) => [k.name, k]));
+
+// Every kv-attend kernel's split_len rule, evaluated here, gives what the Rust runtimes'
+// default_split_len gives (the same table is asserted in codegen/tests/all/spec.rs): the
+// manifest's rule and the Rust function are written separately and must not drift apart.
+{
+  // [len, kv_heads, chunk, split_len]: 512 workgroups aimed at (codegen::kv::SPLIT_WORKGROUPS).
+  const table = [[1024, 8, 32, 32], [8192, 8, 32, 128], [32768, 8, 32, 512], [16500, 1, 32, 64], [1, 1, 32, 32], [100000, 3, 32, 608]];
+  const names = ['kv_heads', 'max_seq', 'window', 'len', 'n_new', 'n_heads', 'split_len', 'n_splits'];
+  const attends = manifest.kernels.filter((k) => k.op === 'kv-attend');
+  if (!attends.length) throw new Error('the sample package has no kv-attend kernel');
+  for (const k of attends) {
+    const rule = k.dispatch.host_values.find((hv) => hv.name === 'split_len').rule;
+    for (const [len, heads, chunk, want] of table) {
+      if (k.kv.chunk !== chunk) throw new Error(`${k.name}: chunk ${k.kv.chunk}, the table assumes ${chunk}`);
+      const got = compileExpression(rule, { names, extended: true, what: 'split_len rule' })({ len, kv_heads: heads });
+      if (got !== want) throw new Error(`${k.name}: split_len rule "${rule}" gives ${got} for len ${len}, kv_heads ${heads}; default_split_len gives ${want}`);
+    }
+  }
+}
 if (!engineArgs.length && !existsSync(join(caseDir, 'out'))) {
   process.stderr.write(`no ${join(caseDir, 'out')}: run tests/node/run-cases.mjs first\n`);
   process.exit(2);

@@ -434,3 +434,24 @@ fn int8_activations_follow_the_format() {
         assert!(amax / s <= 127.0 && amax / s > 63.0, "block {} uses its range: {amax} / {s}", i / 32);
     }
 }
+
+/// The runtimes' split length, at 512 workgroups aimed at. tests/node/check-sample.mjs
+/// evaluates every emitted kv-attend kernel's manifest rule over the same table, so the rule and
+/// this function cannot drift apart unnoticed.
+#[test]
+fn kv_attend_split_len_follows_the_table_the_manifest_rule_is_checked_against() {
+    assert_eq!(codegen::kv::SPLIT_WORKGROUPS, 512);
+    for (len, heads, chunk, want) in [
+        (1024, 8, 32, 32),
+        (8192, 8, 32, 128),
+        (32768, 8, 32, 512),
+        (16500, 1, 32, 64),
+        (1, 1, 32, 32),
+        (100000, 3, 32, 608),
+    ] {
+        assert_eq!(codegen::kv::default_split_len(len, heads, chunk), want, "len {len}, kv_heads {heads}");
+    }
+    let a = KernelSpec::kv(Op::KvAttend, Format::quant(2, 32, Scheme::Asym).unwrap(), 128, Target::Native, Tier::Base)
+        .unwrap();
+    assert_eq!(a.tuning.chunk, 32, "the table assumes the kernels' chunk");
+}
