@@ -52,38 +52,57 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 /// FLOPs of one FMA_WGSL invocation: 1024 iterations x 8 vec4 FMAs x 4 lanes x 2.
 const FMA_FLOPS_PER_INVOCATION: f64 = 1024.0 * 8.0 * 4.0 * 2.0;
 
-struct Timer<'a> {
-    gpu: &'a Gpu,
+/// A timed job: the passes of one kernel run (each with its workgroup count) and the bind
+/// groups its runs rotate over.
+type Job<'j> = (&'j [(&'j wgpu::ComputePipeline, [u32; 3])], &'j [wgpu::BindGroup]);
+
+/// One batch's timestamp queries and the buffers they are read back through.
+struct Slot {
     queries: wgpu::QuerySet,
     resolve: wgpu::Buffer,
     read: wgpu::Buffer,
+}
+
+struct Timer<'a> {
+    gpu: &'a Gpu,
+    slots: Vec<Slot>,
     period_ns: f64,
 }
 
+/// Timed dispatches per command buffer.
 const BATCH: u32 = 32;
+/// Batches in flight: the next ones are queued before the oldest is read back, so the card
+/// never waits on the host between batches. Reading each batch back before submitting the
+/// next (as until session 8) left it idle for the round trip, and some short rows of the
+/// session 8 run came out 2x slow, their same-size read with them (a card clocking down).
+const SLOTS: usize = 3;
 
 impl<'a> Timer<'a> {
     fn new(gpu: &'a Gpu) -> Timer<'a> {
         let d = gpu.device();
-        let queries = d.create_query_set(&wgpu::QuerySetDescriptor {
-            label: Some("timestamps"),
-            ty: wgpu::QueryType::Timestamp,
-            count: 2 * BATCH,
-        });
         let size = 16 * BATCH as u64;
-        let resolve = d.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("resolve"),
-            size,
-            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let read = d.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("timestamps read"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        Timer { gpu, queries, resolve, read, period_ns: gpu.queue().get_timestamp_period() as f64 }
+        let slots = (0..SLOTS)
+            .map(|_| Slot {
+                queries: d.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("timestamps"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2 * BATCH,
+                }),
+                resolve: d.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("resolve"),
+                    size,
+                    usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                }),
+                read: d.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("timestamps read"),
+                    size,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                }),
+            })
+            .collect();
+        Timer { gpu, slots, period_ns: gpu.queue().get_timestamp_period() as f64 }
     }
 
     /// Dispatches `runs` times (bind group `i % groups.len()` for run i), each in its own
@@ -100,44 +119,79 @@ impl<'a> Timer<'a> {
         groups: &[wgpu::BindGroup],
         runs: u32,
     ) -> Vec<f64> {
-        let mut out = Vec::new();
-        let mut done = 0;
-        while done < runs {
-            let n = BATCH.min(runs - done);
-            let mut enc = self.gpu.device().create_command_encoder(&Default::default());
-            for i in 0..n {
-                let last = stages.len() - 1;
-                for (j, (pipeline, wg)) in stages.iter().enumerate() {
-                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: None,
-                        timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                            query_set: &self.queries,
-                            beginning_of_pass_write_index: (j == 0).then_some(2 * i),
-                            end_of_pass_write_index: (j == last).then_some(2 * i + 1),
-                        }),
-                    });
-                    pass.set_pipeline(pipeline);
-                    pass.set_bind_group(0, &groups[((done + i) as usize) % groups.len()], &[]);
-                    pass.dispatch_workgroups(wg[0], wg[1], wg[2]);
+        self.time_rounds(&[(stages, groups)], runs, 1).pop().expect("one job")
+    }
+
+    /// Times `jobs` in `rounds` rounds (each round `runs` dispatches of every job, in order)
+    /// as one stream of batches, `SLOTS` in flight; returns each job's times in microseconds.
+    fn time_rounds(&self, jobs: &[Job], runs: u32, rounds: u32) -> Vec<Vec<f64>> {
+        // (job, first run, runs) of every batch, in submission order.
+        let mut batches = Vec::new();
+        for _ in 0..rounds {
+            for (j, _) in jobs.iter().enumerate() {
+                let mut start = 0;
+                while start < runs {
+                    let n = BATCH.min(runs - start);
+                    batches.push((j, start, n));
+                    start += n;
                 }
             }
-            enc.resolve_query_set(&self.queries, 0..2 * n, &self.resolve, 0);
-            enc.copy_buffer_to_buffer(&self.resolve, 0, &self.read, 0, 16 * n as u64);
-            self.gpu.queue().submit([enc.finish()]);
-            let slice = self.read.slice(..16 * n as u64);
-            slice.map_async(wgpu::MapMode::Read, |_| {});
-            self.gpu.device().poll(wgpu::PollType::wait_indefinitely()).expect("poll");
-            {
-                let bytes = slice.get_mapped_range().expect("mapped");
-                let ts: Vec<u64> = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
-                for i in 0..n as usize {
-                    out.push(ts[2 * i + 1].saturating_sub(ts[2 * i]) as f64 * self.period_ns / 1e3);
-                }
+        }
+        let mut out = vec![Vec::new(); jobs.len()];
+        let mut in_flight = std::collections::VecDeque::new();
+        // Rotation continues across rounds so that a job's runs keep cycling its copies.
+        let mut offsets = vec![0u32; jobs.len()];
+        for (b, &(j, _, n)) in batches.iter().enumerate() {
+            let slot = &self.slots[b % SLOTS];
+            let index = self.submit(slot, jobs[j], offsets[j], n);
+            offsets[j] += n;
+            in_flight.push_back((b % SLOTS, j, n, index));
+            if in_flight.len() == SLOTS {
+                let (s, j, n, index) = in_flight.pop_front().expect("in flight");
+                out[j].extend(self.collect(&self.slots[s], n, index));
             }
-            self.read.unmap();
-            done += n;
+        }
+        while let Some((s, j, n, index)) = in_flight.pop_front() {
+            out[j].extend(self.collect(&self.slots[s], n, index));
         }
         out
+    }
+
+    fn submit(&self, slot: &Slot, (stages, groups): Job, first: u32, n: u32) -> wgpu::SubmissionIndex {
+        let mut enc = self.gpu.device().create_command_encoder(&Default::default());
+        let last = stages.len() - 1;
+        for i in 0..n {
+            for (j, (pipeline, wg)) in stages.iter().enumerate() {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: None,
+                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                        query_set: &slot.queries,
+                        beginning_of_pass_write_index: (j == 0).then_some(2 * i),
+                        end_of_pass_write_index: (j == last).then_some(2 * i + 1),
+                    }),
+                });
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, &groups[((first + i) as usize) % groups.len()], &[]);
+                pass.dispatch_workgroups(wg[0], wg[1], wg[2]);
+            }
+        }
+        enc.resolve_query_set(&slot.queries, 0..2 * n, &slot.resolve, 0);
+        enc.copy_buffer_to_buffer(&slot.resolve, 0, &slot.read, 0, 16 * n as u64);
+        self.gpu.queue().submit([enc.finish()])
+    }
+
+    /// Waits for one batch (only it: later ones stay queued) and reads its times.
+    fn collect(&self, slot: &Slot, n: u32, index: wgpu::SubmissionIndex) -> Vec<f64> {
+        let slice = slot.read.slice(..16 * n as u64);
+        slice.map_async(wgpu::MapMode::Read, |_| {});
+        self.gpu.device().poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None }).expect("poll");
+        let times = {
+            let bytes = slice.get_mapped_range().expect("mapped");
+            let ts: Vec<u64> = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
+            (0..n as usize).map(|i| ts[2 * i + 1].saturating_sub(ts[2 * i]) as f64 * self.period_ns / 1e3).collect()
+        };
+        slot.read.unmap();
+        times
     }
 
     /// Dispatches without timing until `wall` has passed (clocks ramp up from idle).
@@ -145,10 +199,16 @@ impl<'a> Timer<'a> {
         self.warm_stages(&[(pipeline, wg)], groups, wall);
     }
 
+    /// Pipelined streams until `wall` has passed: the card idles only between streams, not
+    /// between batches. The first stream is one batch; the next ones are sized from its
+    /// times to what is left of `wall`, at most 16 batches.
     fn warm_stages(&self, stages: &[(&wgpu::ComputePipeline, [u32; 3])], groups: &[wgpu::BindGroup], wall: Duration) {
         let start = Instant::now();
+        let run_us = median(self.time_stages(stages, groups, BATCH)).max(1.0);
         while start.elapsed() < wall {
-            self.time_stages(stages, groups, BATCH);
+            let left_us = wall.saturating_sub(start.elapsed()).as_secs_f64() * 1e6;
+            let runs = ((left_us / run_us) as u32).clamp(1, 16 * BATCH);
+            self.time_stages(stages, groups, runs);
         }
     }
 }
@@ -276,11 +336,10 @@ fn time_against_read(
     let warm = Duration::from_millis(if quick { 50 } else { 300 });
     timer.warm(&read.pipeline, &read.groups, read.wg, warm / 3);
     timer.warm_stages(stages, groups, warm);
-    let (mut kernel, mut reads) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        reads.extend(timer.time(&read.pipeline, &read.groups, read.wg, runs.div_ceil(ROUNDS)));
-        kernel.extend(timer.time_stages(stages, groups, runs.div_ceil(ROUNDS)));
-    }
+    let read_stages = [(&read.pipeline, read.wg)];
+    let mut times = timer.time_rounds(&[(&read_stages, &read.groups), (stages, groups)], runs.div_ceil(ROUNDS), ROUNDS);
+    let kernel = times.pop().expect("kernel times");
+    let reads = times.pop().expect("read times");
     (median(kernel), read.gb_per_s(median(reads)))
 }
 
