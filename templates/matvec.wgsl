@@ -100,7 +100,7 @@ fn {{ e.name }}(
         let xb = blk * 8u;
 {% for i in 0..8 %}        let x{{ i }} = x[xb + {{ i }}u];
 {% endfor %}{% if c.f16 %}{% for i in 0..8 %}        let xh{{ i }} = vec4<f16>(x{{ i }});
-{% endfor %}{% endif %}{% if c.asym %}        let xsum = dot(((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7)), vec4<f32>(1.0));
+{% endfor %}{% endif %}{% if c.asym || c.fold_zero %}        let xsum = dot(((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7)), vec4<f32>(1.0));
 {% endif %}        // Rows past N read row N - 1 and are never stored: every invocation takes the
         // same path to the barrier below. The rows are unrolled (see the dot4 loop).
 {% for r in 0..e.rows %}        {
@@ -112,6 +112,7 @@ fn {{ e.name }}(
 {% else %}            let d = ((dot(q0, x0) + dot(q1, x1)) + (dot(q2, x2) + dot(q3, x3))) + ((dot(q4, x4) + dot(q5, x5)) + (dot(q6, x6) + dot(q7, x7)));
 {% endif %}{% if c.quant %}            let g = row * groups + blk / BLOCKS_PER_GROUP;
 {% if c.asym %}            acc[{{ r }}] += scale_at(g) * f32(d) + min_at(g) * xsum;
+{% else if c.fold_zero %}            acc[{{ r }}] += scale_at(g) * (d - {{ c.zero32 }} * xsum);
 {% else %}            acc[{{ r }}] += scale_at(g) * f32(d);
 {% endif %}{% else %}            acc[{{ r }}] += f32(d);
 {% endif %}        }

@@ -23,6 +23,8 @@ pub(crate) struct Context {
     pub blocks_per_group: u32,
     pub quant: bool,
     pub asym: bool,
+    /// matvec, f32 tiers, sym: quads are the codes, the zero point is applied per block.
+    pub fold_zero: bool,
     pub f16: bool,
     pub subgroups: bool,
     /// Scalar type of the inner arithmetic.
@@ -64,6 +66,10 @@ impl Context {
         }
         let (st, vt) = if tier.shader_f16() { ("f16", "vec4<f16>") } else { ("f32", "vec4<f32>") };
         let zero = format!("{}.0{}", f.zero_point(), if tier.shader_f16() { "h" } else { "" });
+        // f32 tiers take a sym block's zero point out of the sum, Σ(c − z)·x = Σc·x − z·Σx:
+        // one subtraction per block instead of one per code (f16 tiers keep the per-code
+        // form: Σc·x in f16 would round where Σ(c − z)·x does not).
+        let fold_zero = !f.is_f16() && f.scheme() == Scheme::Sym && !tier.shader_f16() && !spec.uses_dot4();
         let quads = (0..8)
             .map(|q| {
                 let value = if f.is_f16() {
@@ -77,8 +83,8 @@ impl Context {
                 } else {
                     let codes = format!("{vt}(bytes4({}))", quad_codes(f.bits(), QuadAt::Local(q)));
                     match f.scheme() {
-                        Scheme::Sym => format!("{codes} - {vt}({zero})"),
-                        Scheme::Asym => codes,
+                        Scheme::Sym if !fold_zero => format!("{codes} - {vt}({zero})"),
+                        _ => codes,
                     }
                 };
                 Quad { value }
@@ -138,6 +144,7 @@ impl Context {
             blocks_per_group,
             quant: !f.is_f16(),
             asym: f.has_min(),
+            fold_zero,
             f16: tier.shader_f16(),
             subgroups: spec.uses_subgroups(),
             st,

@@ -194,15 +194,23 @@ fn matvec_quads_decode_the_packed_codes() {
                         .find(|l| l.trim_start().starts_with(&prefix))
                         .unwrap_or_else(|| panic!("{}: no `{prefix}` line", spec.name()));
                     let expr = parenthesized(line, "(bytes4(");
-                    // Sym codes have the zero point subtracted, as a literal of the arithmetic type.
+                    // Sym codes have the zero point subtracted once: per quad as a literal of
+                    // the arithmetic type on f16 tiers, per block (z·Σx) on f32 tiers.
                     let z = spec.format.zero_point();
                     let zero = format!("- {vt}({z}.0{})", if tier.shader_f16() { "h" } else { "" });
+                    let per_block = scheme == Scheme::Sym && !tier.shader_f16();
                     assert_eq!(
                         line.contains(&zero),
-                        scheme == Scheme::Sym,
+                        scheme == Scheme::Sym && !per_block,
                         "{}: q{q} line `{}` and zero point {z}",
                         spec.name(),
                         line.trim()
+                    );
+                    assert_eq!(
+                        text.contains(&format!("(d - {z}.0 * xsum)")),
+                        per_block,
+                        "{}: the block's zero point term",
+                        spec.name()
                     );
                     for codes in blocks(bits) {
                         let mut words = vec![0u32; bits as usize];
