@@ -5,7 +5,9 @@ const ROWS: u32 = {{ c.rows }}u;
 const {{ e.rows_const }}: u32 = {{ e.rows }}u;
 {% endif %}{% endfor %}
 var<workgroup> partials: array<f32, {{ c.partials_len }}>;
-{% if c.quant %}
+{% for e in c.entries %}{% if e.partials != "partials" %}// The wide entry point's own: an entry point reserves only the arrays it uses.
+var<workgroup> {{ e.partials }}: array<f32, {{ e.rows * e.wg }}>;
+{% endif %}{% endfor %}{% if c.quant %}
 // The four bytes of a word as four lanes.
 fn bytes4(v: u32) -> vec4<u32> {
     return (vec4<u32>(v) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu);
@@ -56,9 +58,8 @@ fn x8_block(blk: u32) -> X8 {
     return X8(vec4<u32>(q0, q1, q2, q3), vec4<u32>(q4, q5, q6, q7), scale, s);
 }
 
-{% endif %}{% for e in c.entries %}{% if loop.index0 == 1 %}
-// The same for matrices of at least {{ c.tall_min_n }} rows (the manifest's dispatch.tall): {{ e.rows }} rows
-// per workgroup and {{ e.wg }} invocations (bench/NOTES.md, session 7).
+{% endif %}{% for e in c.entries %}{% if loop.index0 > 0 %}
+{{ e.doc }}
 {% else %}// y[N] = W[N x K] · x[K]. A workgroup owns ROWS rows; its invocations stride over the
 // 32-code blocks of K, load each block's x once and use it for every row.
 {% endif %}@compute @workgroup_size({{ e.wg }})
@@ -122,30 +123,30 @@ fn {{ e.name }}(
     // (acc is only ever indexed by constants, so it stays in registers.)
 {% for r in 0..e.rows %}    let total{{ r }} = subgroupAdd(acc[{{ r }}]);
 {% endfor %}    if (sg_lane == 0u) {
-{% for r in 0..e.rows %}        partials[{{ r }}u * {{ e.wg_const }} + sg_id] = total{{ r }};
+{% for r in 0..e.rows %}        {{ e.partials }}[{{ r }}u * {{ e.wg_const }} + sg_id] = total{{ r }};
 {% endfor %}    }
     workgroupBarrier();
     if (lid < {{ e.rows_const }} && row0 + lid < params.n) {
         var sum = 0.0;
         for (var i = 0u; i < sg_count; i++) {
-            sum += partials[lid * {{ e.wg_const }} + i];
+            sum += {{ e.partials }}[lid * {{ e.wg_const }} + i];
         }
         y[row0 + lid] = sum;
     }
 {% else %}
     // Tree reduction in workgroup memory.
-{% for r in 0..e.rows %}    partials[{{ r }}u * {{ e.wg_const }} + lid] = acc[{{ r }}];
+{% for r in 0..e.rows %}    {{ e.partials }}[{{ r }}u * {{ e.wg_const }} + lid] = acc[{{ r }}];
 {% endfor %}    workgroupBarrier();
     for (var stride = {{ e.wg_const }} / 2u; stride > 0u; stride >>= 1u) {
         if (lid < stride) {
             for (var r = 0u; r < {{ e.rows_const }}; r++) {
-                partials[r * {{ e.wg_const }} + lid] += partials[r * {{ e.wg_const }} + lid + stride];
+                {{ e.partials }}[r * {{ e.wg_const }} + lid] += {{ e.partials }}[r * {{ e.wg_const }} + lid + stride];
             }
         }
         workgroupBarrier();
     }
     if (lid < {{ e.rows_const }} && row0 + lid < params.n) {
-        y[row0 + lid] = partials[lid * {{ e.wg_const }}];
+        y[row0 + lid] = {{ e.partials }}[lid * {{ e.wg_const }}];
     }
 {% endif %}}
 {% endfor %}

@@ -601,12 +601,14 @@ export function compileExpression(text) {
 
 /**
  * Workgroup counts of each pass: `[{ entry_point, workgroups: [x, y, z] }]`. A matvec with
- * `dispatch.tall` uses its passes from `N >= tall.min_n` on (another workgroup shape).
+ * `dispatch.tall` uses its passes from `N >= tall.min_n` on, else one with `dispatch.wide`
+ * uses those where `K >= wide.min_k` and `N <= wide.max_n` (other workgroup shapes).
  */
 export function passesOf(kernel, env) {
   const d = kernel.dispatch ?? {};
-  const tall = d.tall != null && env.N >= tallOf(kernel).min_n;
-  const passes = tall ? d.tall.passes : Array.isArray(d.passes) && d.passes.length ? d.passes : [{ entry_point: kernel.entry_point, workgroups: d.workgroups }];
+  const tall = d.tall != null && env.N >= shapeOf(kernel, 'tall', ['min_n']).min_n;
+  const wide = !tall && d.wide != null && (({ min_k, max_n }) => env.K >= min_k && env.N <= max_n)(shapeOf(kernel, 'wide', ['min_k', 'max_n']));
+  const passes = tall ? d.tall.passes : wide ? d.wide.passes : Array.isArray(d.passes) && d.passes.length ? d.passes : [{ entry_point: kernel.entry_point, workgroups: d.workgroups }];
   return passes.map((p) => {
     if (!Array.isArray(p.workgroups) || p.workgroups.length !== 3) {
       throw new ShaderGenError('load-failed', `kernel ${kernel.name}: a dispatch pass has no three workgroup expressions`);
@@ -615,11 +617,11 @@ export function passesOf(kernel, env) {
   });
 }
 
-/** A kernel's `dispatch.tall`, checked: `{ min_n, passes }`. */
-function tallOf(kernel) {
-  const t = kernel.dispatch.tall;
-  if (!Number.isSafeInteger(t?.min_n) || !Array.isArray(t.passes) || !t.passes.length) {
-    throw new ShaderGenError('load-failed', `kernel ${kernel.name}: dispatch.tall has no min_n and passes`);
+/** A kernel's `dispatch.tall` or `dispatch.wide`, checked: its integer `keys` and `passes`. */
+function shapeOf(kernel, which, keys) {
+  const t = kernel.dispatch[which];
+  if (!keys.every((key) => Number.isSafeInteger(t?.[key])) || !Array.isArray(t.passes) || !t.passes.length) {
+    throw new ShaderGenError('load-failed', `kernel ${kernel.name}: dispatch.${which} has no ${keys.join(', ')} and passes`);
   }
   return t;
 }

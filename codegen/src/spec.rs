@@ -206,6 +206,8 @@ pub struct Tuning {
     pub chunk: u32,
     /// matvec: a second workgroup shape for tall matrices, or none.
     pub tall: Option<TallMatvec>,
+    /// matvec: a third workgroup shape for long rows of matrices below `tall`, or none.
+    pub wide: Option<WideMatvec>,
 }
 
 /// A matvec's second entry point, `<name>_tall`: the same computation with another workgroup
@@ -238,6 +240,36 @@ impl TallMatvec {
     }
 }
 
+/// A matvec's third entry point, `<name>_wide`: the same computation and rows per workgroup
+/// (so the same grid) with more invocations per workgroup, which the runtimes dispatch
+/// instead when K is at least `min_k` and N at most `max_n` (the manifest's `dispatch.wide`;
+/// never where the tall shape applies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct WideMatvec {
+    /// Invocations per workgroup.
+    pub workgroup_size: u32,
+    /// The least K that uses this shape.
+    pub min_k: u32,
+    /// The largest N that uses this shape.
+    pub max_n: u32,
+}
+
+impl WideMatvec {
+    /// The wide shape of `spec`, if it has one: 256 invocations x 8 rows for quantized
+    /// weights on the subgroups and dot4-subgroups tiers, where it was measured. With 128 invocations a 14336-wide row
+    /// (448 blocks) takes each invocation 3.5 steps; 256 halve them while 4096 rows still
+    /// give 512 workgroups. On an H100, 4096 x 14336 took 15% less time on the f32 subgroups
+    /// tier at 2, 4 and 8 bits (32.8 -> 27.8 us at 2 bits; bench/NOTES.md, session 9) and 9%
+    /// less on dot4-subgroups at 4 bits (session 4); 4096² (128 blocks) was 2-6% slower,
+    /// hence `min_k` between the two, and 16384² (f32 tier) 6-8% slower, hence `max_n` below
+    /// the tall threshold. The reduction array grows to 8*256 f32 = 8 KiB.
+    pub fn default_for(spec: &KernelSpec) -> Option<WideMatvec> {
+        let tier = spec.profile.tier;
+        let measured = spec.op == Op::Matvec && !spec.format.is_f16() && tier.subgroups() && !tier.shader_f16();
+        measured.then_some(WideMatvec { workgroup_size: 256, min_k: 8192, max_n: 8191 })
+    }
+}
+
 impl Tuning {
     /// The default tuning of `op` on `profile`.
     pub fn default_for(op: Op, _profile: &Profile) -> Tuning {
@@ -249,27 +281,51 @@ impl Tuning {
             // dot4 tiers (bench/NOTES.md, session 4); 64 x 4 was up to 1.5x slower. The
             // reduction array is 8*128 f32 = 4 KiB. The dot4-subgroups matvec adds a tall shape
             // for N >= 8192 (`TallMatvec`, set by `KernelSpec::new`).
-            Op::Matvec => {
-                Tuning { workgroup_size: 128, rows_per_workgroup: 8, tile_m: 1, tile_n: 8, chunk: 0, tall: None }
-            }
+            Op::Matvec => Tuning {
+                workgroup_size: 128,
+                rows_per_workgroup: 8,
+                tile_m: 1,
+                tile_n: 8,
+                chunk: 0,
+                tall: None,
+                wide: None,
+            },
             // 16x8 invocations, each a 4x8 block of a 64x64 tile: one 32-block of K of the X
             // and the W tile, 2 x 32x64 f32 = 16 KiB of workgroup memory (the spec default).
-            Op::Matmul => {
-                Tuning { workgroup_size: 128, rows_per_workgroup: 0, tile_m: 64, tile_n: 64, chunk: 0, tall: None }
-            }
+            Op::Matmul => Tuning {
+                workgroup_size: 128,
+                rows_per_workgroup: 0,
+                tile_m: 64,
+                tile_n: 64,
+                chunk: 0,
+                tall: None,
+                wide: None,
+            },
             // One workgroup per (KV head, tensor); invocations take (token, group) items.
-            Op::KvAppend => {
-                Tuning { workgroup_size: 64, rows_per_workgroup: 0, tile_m: 0, tile_n: 0, chunk: 0, tall: None }
-            }
+            Op::KvAppend => Tuning {
+                workgroup_size: 64,
+                rows_per_workgroup: 0,
+                tile_m: 0,
+                tile_n: 0,
+                chunk: 0,
+                tall: None,
+                wide: None,
+            },
             // One workgroup per (KV head, split), 32 tokens a step: 128 invocations score
             // (token, 32-dim block) pairs for every query head of the group, then each
             // accumulates one quad of the output over its lane's tokens. On an H100 128 x 32
             // beat 256 x 64, 128 x 64 and 64 x 32 at 1k-32k tokens (bench/NOTES.md, session 5):
             // the kernel is bound by waits on memory, and smaller workgroups keep more of them
             // in flight. 13.6 KiB of workgroup memory at head_dim 128, the combine pass's included.
-            Op::KvAttend => {
-                Tuning { workgroup_size: 128, rows_per_workgroup: 0, tile_m: 0, tile_n: 0, chunk: 32, tall: None }
-            }
+            Op::KvAttend => Tuning {
+                workgroup_size: 128,
+                rows_per_workgroup: 0,
+                tile_m: 0,
+                tile_n: 0,
+                chunk: 32,
+                tall: None,
+                wide: None,
+            },
         }
     }
 }
@@ -299,6 +355,7 @@ impl KernelSpec {
         let tuning = Tuning::default_for(op, &profile);
         let mut spec = KernelSpec { op, format, profile, tuning, head_dim: 0 };
         spec.tuning.tall = TallMatvec::default_for(&spec);
+        spec.tuning.wide = WideMatvec::default_for(&spec);
         Ok(spec)
     }
 
@@ -442,12 +499,17 @@ impl KernelSpec {
         }
     }
 
-    /// The entry point and (workgroup size, rows per workgroup) that run a matvec on N rows:
-    /// the tall shape's where it applies, else the kernel's own (other ops: always their own).
-    pub fn matvec_entry(&self, n: u32) -> (String, u32, u32) {
-        match self.tuning.tall {
-            Some(t) if self.op == Op::Matvec && n >= t.min_n => {
-                (format!("{}_tall", self.name()), t.workgroup_size, t.rows_per_workgroup)
+    /// The entry point and (workgroup size, rows per workgroup) that run a matvec of N rows
+    /// and K columns: the tall shape's or the wide shape's where one applies, else the
+    /// kernel's own (other ops: always their own).
+    pub fn matvec_entry(&self, n: u32, k: u32) -> (String, u32, u32) {
+        if self.op != Op::Matvec {
+            return (self.name(), self.tuning.workgroup_size, self.tuning.rows_per_workgroup);
+        }
+        match (self.tuning.tall, self.tuning.wide) {
+            (Some(t), _) if n >= t.min_n => (format!("{}_tall", self.name()), t.workgroup_size, t.rows_per_workgroup),
+            (_, Some(w)) if k >= w.min_k && n <= w.max_n => {
+                (format!("{}_wide", self.name()), w.workgroup_size, self.tuning.rows_per_workgroup)
             }
             _ => (self.name(), self.tuning.workgroup_size, self.tuning.rows_per_workgroup),
         }

@@ -519,8 +519,9 @@ fn main() {
             if let (Some((wg, rows)), Op::Matvec) = (tuning, op) {
                 spec.tuning.workgroup_size = wg;
                 spec.tuning.rows_per_workgroup = rows;
-                // A sweep times one shape at every height.
+                // A sweep times one shape at every height and width.
                 spec.tuning.tall = None;
+                spec.tuning.wide = None;
             }
             let shape = format!("{m}x{n}x{k}");
             if let Err(e) = spec.check_shape(m as u64, n as u64, k as u64) {
@@ -534,7 +535,7 @@ fn main() {
             drop(data);
             let bytes = (w.bytes() + 4 * m * k + 4 * m * n) as u64;
             let copies = (256u64 << 20).div_ceil(w.bytes() as u64).clamp(1, 32) as usize;
-            let pipeline = gpu.kernel_pipeline(&spec, n as u32).unwrap();
+            let pipeline = gpu.kernel_pipeline(&spec, n as u32, k as u32).unwrap();
             let uploads: Vec<_> = (0..copies).map(|_| gpu.upload(&w)).collect();
             let params = gpu.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: None,
@@ -603,9 +604,9 @@ fn main() {
                     ceiling,
                 }
             };
-            // matvec: the workgroup shape that ran (invocations x rows; the tall one from its min_n).
+            // matvec: the workgroup shape that ran (invocations x rows; tall or wide by N and K).
             let entry = if op == Op::Matvec {
-                let (_, wg, rows) = spec.matvec_entry(n as u32);
+                let (_, wg, rows) = spec.matvec_entry(n as u32, k as u32);
                 format!(" {wg}x{rows}")
             } else {
                 String::new()

@@ -269,10 +269,10 @@ impl Gpu {
         self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
-    /// The compiled pipeline (cached) that runs `spec` on `n` output rows: the kernel's entry
-    /// point, or a matvec's tall one from its `min_n` (`KernelSpec::matvec_entry`).
-    pub fn kernel_pipeline(&self, spec: &KernelSpec, n: u32) -> Result<wgpu::ComputePipeline, RuntimeError> {
-        self.pass_pipeline(spec, &spec.matvec_entry(n).0)
+    /// The compiled pipeline (cached) that runs `spec` on `n` output rows of `k` columns: the
+    /// kernel's entry point, or a matvec's tall or wide one (`KernelSpec::matvec_entry`).
+    pub fn kernel_pipeline(&self, spec: &KernelSpec, n: u32, k: u32) -> Result<wgpu::ComputePipeline, RuntimeError> {
+        self.pass_pipeline(spec, &spec.matvec_entry(n, k).0)
     }
 
     /// The buffers of uploaded weights, by binding name (`weights`, `scales`, `mins`).
@@ -300,6 +300,10 @@ impl Gpu {
                 max_buffer: l.max_buffer_size,
                 storage_buffers_per_stage: l.max_storage_buffers_per_shader_stage,
             };
+            // A device below the spec's 256 invocations keeps the default shape.
+            if spec.tuning.wide.is_some_and(|w| w.workgroup_size > l.max_compute_invocations_per_workgroup) {
+                spec.tuning.wide = None;
+            }
         }
         spec
     }
@@ -426,7 +430,7 @@ impl Gpu {
         let name = spec.name();
         self.check_features(spec)?;
         check_call(spec, w.format, w.n, w.k, x.len(), m)?;
-        let pipeline = self.kernel_pipeline(spec, w.n as u32)?;
+        let pipeline = self.kernel_pipeline(spec, w.n as u32, w.k as u32)?;
 
         let d = &self.device;
         let params = [m as u32, w.n as u32, w.k as u32, 0];

@@ -703,16 +703,23 @@ async function makeDawnEngine(packageDir) {
     return kv;
   }
 
-  // The entry point and workgroup expressions for N rows: a matvec's `dispatch.tall` pass
-  // from N >= min_n on, else the kernel's own.
-  function entryOf(kernel, n) {
-    const tall = kernel.dispatch?.tall;
-    if (tall == null) return { entryPoint: kernel.entry_point, exprs: kernel.dispatch?.workgroups };
-    if (!Number.isSafeInteger(tall.min_n) || !Array.isArray(tall.passes) || tall.passes.length !== 1 || typeof tall.passes[0]?.entry_point !== 'string') {
-      throw new Error(`kernel ${kernel.name}: dispatch.tall must have min_n and one pass with an entry_point`);
-    }
-    if (n < tall.min_n) return { entryPoint: kernel.entry_point, exprs: kernel.dispatch?.workgroups };
-    return { entryPoint: tall.passes[0].entry_point, exprs: tall.passes[0].workgroups };
+  // The entry point and workgroup expressions for N rows of K columns: a matvec's
+  // `dispatch.tall` pass from N >= min_n on, else its `dispatch.wide` pass where K >= min_k
+  // and N <= max_n, else the kernel's own.
+  function entryOf(kernel, n, k) {
+    const checked = (which, keys) => {
+      const s = kernel.dispatch?.[which];
+      if (s == null) return null;
+      if (!keys.every((key) => Number.isSafeInteger(s[key])) || !Array.isArray(s.passes) || s.passes.length !== 1 || typeof s.passes[0]?.entry_point !== 'string') {
+        throw new Error(`kernel ${kernel.name}: dispatch.${which} must have ${keys.join(', ')} and one pass with an entry_point`);
+      }
+      return s;
+    };
+    const tall = checked('tall', ['min_n']);
+    const wide = checked('wide', ['min_k', 'max_n']);
+    const use = tall && n >= tall.min_n ? tall : wide && k >= wide.min_k && n <= wide.max_n ? wide : null;
+    if (use == null) return { entryPoint: kernel.entry_point, exprs: kernel.dispatch?.workgroups };
+    return { entryPoint: use.passes[0].entry_point, exprs: use.passes[0].workgroups };
   }
 
   function workgroups(kernel, { entryPoint, exprs }, env) {
@@ -814,7 +821,7 @@ async function makeDawnEngine(packageDir) {
       const missing = (kernel.features ?? []).filter((f) => !device.features.has(f));
       if (missing.length) return { skip: `missing feature ${missing.join(', ')}` };
       if (p.kv) return runKv(p);
-      const entry = entryOf(kernel, p.n);
+      const entry = entryOf(kernel, p.n, p.k);
       const pipe = await pipeline(kernel, entry.entryPoint);
       const counts = workgroups(kernel, entry, { M: p.m, N: p.n, K: p.k });
       const maxDim = limits.maxComputeWorkgroupsPerDimension;

@@ -883,6 +883,27 @@ test('a dot4-subgroups matvec runs its tall entry point from dispatch.tall.min_n
   }
 });
 
+test('subgroup matvecs run their wide entry point where K >= dispatch.wide.min_k and N <= max_n', () => {
+  const manifest = JSON.parse(fs.readFileSync(path.join(int8Packages().all, 'manifest.json'), 'utf8'));
+  const matvecs = manifest.kernels.filter((k) => k.op === 'matvec');
+  assert.ok(matvecs.some((k) => k.tier === 'subgroups') && matvecs.some((k) => k.tier === 'dot4-subgroups'));
+  for (const kernel of matvecs) {
+    const wide = kernel.dispatch.wide;
+    if (kernel.tier !== 'subgroups' && kernel.tier !== 'dot4-subgroups') {
+      assert.equal(wide, undefined, kernel.name);
+      continue;
+    }
+    const { min_k: k, max_n: n } = wide;
+    const own = (N) => [{ entry_point: kernel.entry_point, workgroups: [Math.ceil(N / 8), 1, 1] }];
+    assert.deepEqual(mod.passesOf(kernel, { M: 1, N: n, K: k - 32 }), own(n), kernel.name);
+    assert.deepEqual(mod.passesOf(kernel, { M: 1, N: n, K: k }), [{ entry_point: `${kernel.entry_point}_wide`, workgroups: [Math.ceil(n / 8), 1, 1] }], kernel.name);
+    // Past max_n: the tall entry point where there is one, else the kernel's own.
+    const past = mod.passesOf(kernel, { M: 1, N: n + 1, K: k })[0].entry_point;
+    assert.equal(past, kernel.dispatch.tall ? `${kernel.entry_point}_tall` : kernel.entry_point, kernel.name);
+    assert.match(fs.readFileSync(path.join(int8Packages().all, kernel.wgsl), 'utf8'), new RegExp(`fn ${kernel.entry_point}_wide\\(`));
+  }
+});
+
 test('int8-activation matvec on WebGPU (Dawn): bits 2, 3, 4, 8, sym and asym, dot4-subgroups and dot4', async (t) => {
   const gpu = requireDawn(t);
   if (!gpu) return;
@@ -891,8 +912,8 @@ test('int8-activation matvec on WebGPU (Dawn): bits 2, 3, 4, 8, sym and asym, do
   try {
     assert.ok(sg.caps.webgpu.wgsl_language_features.includes('packed_4x8_integer_dot_product'), `Dawn's WGSL: ${sg.caps.webgpu.wgsl_language_features}`);
     assert.deepEqual(sg.deviceDescriptor.requiredFeatures, ['subgroups']);
-    // K = 2112: 66 blocks; N = 8197: the tall entry point.
-    await checkInt8Matvec(sg, 'dot4-subgroups', 'dawn', [[37, 256], [5, 2112], [8197, 128]]);
+    // K = 2112: 66 blocks; N = 8197: the tall entry point; K = 8320 (260 blocks), N = 9: the wide one.
+    await checkInt8Matvec(sg, 'dot4-subgroups', 'dawn', [[37, 256], [5, 2112], [8197, 128], [9, 8320]]);
     // matmul is unaffected by the option.
     assert.equal(sg.backendFor('matmul', INT8_FORMATS[0]).tier, 'subgroups');
   } finally {

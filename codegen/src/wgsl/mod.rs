@@ -250,6 +250,9 @@ pub struct Dispatch {
     /// matvec with a tall shape: the passes to use instead when N ≥ `min_n`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tall: Option<TallDispatch>,
+    /// matvec with a wide shape: the passes to use instead when K ≥ `min_k` and N ≤ `max_n`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wide: Option<WideDispatch>,
 }
 
 /// The passes a matvec uses for tall matrices ([`crate::spec::TallMatvec`]).
@@ -257,6 +260,18 @@ pub struct Dispatch {
 pub struct TallDispatch {
     /// The least N these passes are for.
     pub min_n: u32,
+    /// Used instead of [`Dispatch::passes`].
+    pub passes: Vec<Pass>,
+}
+
+/// The passes a matvec uses for long rows ([`crate::spec::WideMatvec`]): the same workgroup
+/// counts as [`Dispatch::passes`], another entry point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WideDispatch {
+    /// The least K these passes are for.
+    pub min_k: u32,
+    /// The largest N these passes are for.
+    pub max_n: u32,
     /// Used instead of [`Dispatch::passes`].
     pub passes: Vec<Pass>,
 }
@@ -291,6 +306,7 @@ impl KernelSpec {
             workgroups,
             host_values: vec![],
             tall: None,
+            wide: None,
         };
         let chunk = self.tuning.chunk;
         match self.op {
@@ -322,6 +338,7 @@ impl KernelSpec {
                         },
                     ],
                     tall: None,
+                    wide: None,
                 }
             }
             Op::Matvec => {
@@ -333,8 +350,16 @@ impl KernelSpec {
                 d.tall = self.tuning.tall.map(|t| TallDispatch {
                     min_n: t.min_n,
                     passes: vec![Pass {
-                        entry_point: self.matvec_entry(t.min_n).0,
+                        entry_point: self.matvec_entry(t.min_n, 0).0,
                         workgroups: grid(t.rows_per_workgroup),
+                    }],
+                });
+                d.wide = self.tuning.wide.map(|w| WideDispatch {
+                    min_k: w.min_k,
+                    max_n: w.max_n,
+                    passes: vec![Pass {
+                        entry_point: self.matvec_entry(w.max_n, w.min_k).0,
+                        workgroups: grid(self.tuning.rows_per_workgroup),
                     }],
                 });
                 d
@@ -352,7 +377,8 @@ impl KernelSpec {
         let max = self.profile.limits.workgroups_per_dim;
         match self.op {
             Op::Matvec => {
-                let total = n.div_ceil(self.matvec_entry(n).2);
+                // The wide shape has the default rows: K does not change the grid.
+                let total = n.div_ceil(self.matvec_entry(n, 0).2);
                 [total.min(max), total.div_ceil(max), 1]
             }
             Op::Matmul => [n.div_ceil(self.tuning.tile_n), m.div_ceil(self.tuning.tile_m), 1],
@@ -386,18 +412,22 @@ pub fn emit(spec: &KernelSpec) -> Result<Wgsl, WgslError> {
     cross_compile(&name, &module, spec.profile.tier)?;
     let t = &spec.tuning;
     let multiple = spec.profile.workgroup_multiple;
-    if !t.workgroup_size.is_multiple_of(multiple) || t.workgroup_size > spec.profile.limits.invocations {
-        return Err(WgslError::Spec(crate::error::SpecError::OverLimit {
-            what: "workgroup size",
-            value: t.workgroup_size as u64,
-            limit: spec.profile.limits.invocations as u64,
-            target: spec.profile.target.name().into(),
-            why: if !t.workgroup_size.is_multiple_of(multiple) {
-                "must be a multiple of the SIMD-group width"
-            } else {
-                "maxComputeInvocationsPerWorkgroup"
-            },
-        }));
+    // Every entry point's workgroup (a matvec's tall and wide ones too).
+    let sizes = [Some(t.workgroup_size), t.tall.map(|s| s.workgroup_size), t.wide.map(|s| s.workgroup_size)];
+    for size in sizes.into_iter().flatten() {
+        if !size.is_multiple_of(multiple) || size > spec.profile.limits.invocations {
+            return Err(WgslError::Spec(crate::error::SpecError::OverLimit {
+                what: "workgroup size",
+                value: size as u64,
+                limit: spec.profile.limits.invocations as u64,
+                target: spec.profile.target.name().into(),
+                why: if !size.is_multiple_of(multiple) {
+                    "must be a multiple of the SIMD-group width"
+                } else {
+                    "maxComputeInvocationsPerWorkgroup"
+                },
+            }));
+        }
     }
     let workgroup_bytes = template::workgroup_bytes(spec);
     if workgroup_bytes > spec.profile.limits.workgroup_storage {

@@ -45,8 +45,6 @@ pub(crate) struct Context {
     pub dot4_vectors_per_block: u32,
     /// matvec: its entry points (the kernel's own, then the tall shape's if any).
     pub entries: Vec<MatvecEntry>,
-    /// matvec: the least N of the tall entry point (0 without one).
-    pub tall_min_n: u32,
     /// Sizes of workgroup arrays, as literals (Safari mishandles override-sized ones).
     pub partials_len: u32,
     /// matmul's tiling (unused by matvec).
@@ -166,16 +164,36 @@ impl Context {
                 rows: t.rows_per_workgroup,
                 wg_const: "WG",
                 rows_const: "ROWS",
+                partials: "partials",
+                doc: String::new(),
             })
             .chain(t.tall.map(|tall| MatvecEntry {
-                name: spec.matvec_entry(tall.min_n).0,
+                name: spec.matvec_entry(tall.min_n, 0).0,
                 wg: tall.workgroup_size,
                 rows: tall.rows_per_workgroup,
                 wg_const: "WG_TALL",
                 rows_const: "ROWS_TALL",
+                partials: "partials",
+                doc: format!(
+                    "// The same for matrices of at least {} rows (the manifest's dispatch.tall): {} rows\n\
+                     // per workgroup and {} invocations (bench/NOTES.md, session 7).",
+                    tall.min_n, tall.rows_per_workgroup, tall.workgroup_size
+                ),
+            }))
+            .chain(t.wide.map(|wide| MatvecEntry {
+                name: spec.matvec_entry(wide.max_n, wide.min_k).0,
+                wg: wide.workgroup_size,
+                rows: t.rows_per_workgroup,
+                wg_const: "WG_WIDE",
+                rows_const: "ROWS_WIDE",
+                partials: "partials_wide",
+                doc: format!(
+                    "// The same for rows of at least {} (K) in matrices of at most {} rows (the manifest's\n\
+                     // dispatch.wide): {} invocations, fewer steps each (bench/NOTES.md, session 9).",
+                    wide.min_k, wide.max_n, wide.workgroup_size
+                ),
             }))
             .collect(),
-            tall_min_n: t.tall.map_or(0, |tall| tall.min_n),
             partials_len: matvec_partials(spec),
             mm: MatmulTile::new(spec),
         }
@@ -189,6 +207,10 @@ pub(crate) struct MatvecEntry {
     pub rows: u32,
     pub wg_const: &'static str,
     pub rows_const: &'static str,
+    /// Its reduction array (rows x invocations f32): the default and tall shapes share one.
+    pub partials: &'static str,
+    /// The comment above a second or third entry point.
+    pub doc: String,
 }
 
 /// One multiply-add chain of a matmul micro-tile: output row `row`, columns `col .. col+3`
@@ -326,8 +348,8 @@ fn matmul_quad(bits: u32) -> (String, String) {
     (format!("vec2<u32>({})", words.join(", ")), code.join(" | "))
 }
 
-/// Length of matvec's reduction array, which its entry points share: rows x invocations of
-/// the larger shape.
+/// Length of the reduction array of matvec's default and tall entry points, which they share:
+/// rows x invocations of the larger shape.
 fn matvec_partials(spec: &KernelSpec) -> u32 {
     let t = spec.tuning;
     let tall = t.tall.map_or(0, |tall| tall.rows_per_workgroup * tall.workgroup_size);
@@ -338,7 +360,8 @@ fn matvec_partials(spec: &KernelSpec) -> u32 {
 pub(crate) fn workgroup_bytes(spec: &KernelSpec) -> u32 {
     let t = spec.tuning;
     match spec.op {
-        Op::Matvec => 4 * matvec_partials(spec),
+        // Every entry point's reduction array (the module declares them all).
+        Op::Matvec => 4 * (matvec_partials(spec) + t.wide.map_or(0, |w| t.rows_per_workgroup * w.workgroup_size)),
         // One block of K of the X and the W tile, in the arithmetic's scalar type.
         Op::Matmul => BLOCK * (t.tile_m + t.tile_n) * if spec.profile.tier.shader_f16() { 2 } else { 4 },
         Op::KvAppend => 0,

@@ -284,7 +284,7 @@ fn default_sets_are_stable() {
 fn check_matvec_cover(s: &KernelSpec, n: u32) {
     let [x, y, z] = s.workgroups(1, n);
     let max = s.profile.limits.workgroups_per_dim;
-    let rows = s.matvec_entry(n).2 as u64;
+    let rows = s.matvec_entry(n, 0).2 as u64;
     assert!(x >= 1 && y >= 1 && z == 1, "N = {n}: {x} x {y} x {z}");
     assert!(x <= max && y <= max, "N = {n}: {x} x {y} over {max} per dimension");
     let wgs = x as u64 * y as u64;
@@ -316,12 +316,47 @@ fn matvec_workgroups_fold_into_two_dimensions() {
 }
 
 #[test]
+fn subgroup_matvecs_take_their_wide_shape_from_min_k_below_max_n() {
+    for tier in [Tier::Subgroups, Tier::Dot4Subgroups] {
+        let s = spec(Op::Matvec, 3, 32, Scheme::Sym, Target::Native, tier);
+        let wide = s.tuning.wide.unwrap_or_else(|| panic!("{tier}: the matvec has a wide shape"));
+        assert_eq!((wide.workgroup_size, wide.min_k, wide.max_n), (256, 8192, 8191), "{tier}");
+        let name = format!("{}_wide", s.name());
+        assert_eq!(s.matvec_entry(4096, 8191), (s.name(), 128, 8), "{tier}");
+        assert_eq!(s.matvec_entry(4096, 8192), (name.clone(), 256, 8), "{tier}");
+        assert_eq!(s.matvec_entry(8191, 14336), (name.clone(), 256, 8), "{tier}");
+        assert_ne!(s.matvec_entry(8192, 14336).0, name, "{tier}: N past max_n");
+        // The tall shape, where there is one, starts above max_n: the rules never overlap.
+        if let Some(tall) = s.tuning.tall {
+            assert!(tall.min_n > wide.max_n, "{tier}");
+        }
+        // Same rows, so the same grid: the manifest's wide passes only change the entry point.
+        let d = s.dispatch();
+        let w = d.wide.unwrap_or_else(|| panic!("{tier}: the manifest names the wide passes"));
+        assert_eq!((w.min_k, w.max_n, w.passes.len()), (8192, 8191, 1), "{tier}");
+        assert_eq!(w.passes[0].entry_point, name, "{tier}");
+        assert_eq!(w.passes[0].workgroups, d.workgroups, "{tier}");
+        let text = codegen::wgsl::emit(&s).unwrap().text;
+        assert!(text.contains(&format!("fn {name}(")) && text.contains("@workgroup_size(256)"), "{tier}");
+    }
+    // Unmeasured tiers and the f16 baseline have none.
+    for tier in [Tier::Base, Tier::F16, Tier::F16Subgroups, Tier::Dot4] {
+        let other = spec(Op::Matvec, 3, 32, Scheme::Sym, Target::Native, tier);
+        assert_eq!((other.tuning.wide, other.dispatch().wide), (None, None), "{tier}");
+    }
+    let f16 = KernelSpec::new(Op::Matvec, Format::f16(), Target::Native, Tier::Subgroups).unwrap();
+    assert_eq!(f16.tuning.wide, None);
+}
+
+#[test]
 fn dot4_subgroups_matvec_takes_its_tall_shape_from_min_n() {
     let s = spec(Op::Matvec, 2, 32, Scheme::Sym, Target::Native, Tier::Dot4Subgroups);
     let tall = s.tuning.tall.expect("the dot4-subgroups matvec has a tall shape");
     assert_eq!((tall.workgroup_size, tall.rows_per_workgroup, tall.min_n), (64, 16, 8192));
-    assert_eq!(s.matvec_entry(8191), (s.name(), 128, 8));
-    assert_eq!(s.matvec_entry(8192), (format!("{}_tall", s.name()), 64, 16));
+    assert_eq!(s.matvec_entry(8191, 4096), (s.name(), 128, 8));
+    assert_eq!(s.matvec_entry(8192, 4096), (format!("{}_tall", s.name()), 64, 16));
+    // Tall before wide: a long row of a tall matrix takes the tall shape.
+    assert_eq!(s.matvec_entry(8192, 16384), (format!("{}_tall", s.name()), 64, 16));
     assert_eq!(s.workgroups(1, 8191), [1024, 1, 1]);
     assert_eq!(s.workgroups(1, 8192), [512, 1, 1]);
     assert_eq!(s.workgroups(1, 8197), [513, 1, 1]);

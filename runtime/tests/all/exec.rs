@@ -96,7 +96,11 @@ fn every_kernel_matches_the_reference_on_wgpu() {
         let targets: Vec<_> = specs.iter().map(|s| s.profile.target.name()).collect();
         // A matvec with a tall entry point also runs it: N past its min_n, ragged.
         let tall = spec.tuning.tall.map(|t| (1, t.min_n as usize + 5, 2));
-        for &(m, n, groups) in shapes(spec.op).iter().chain(tall.iter()) {
+        // And a wide one: K past its min_k with a ragged last step (3 blocks past 256 lanes'
+        // first step at group 32), N ragged.
+        let group = spec.format.group_size() as usize;
+        let wide = spec.tuning.wide.map(|w| (1, 9, (w.min_k as usize).div_ceil(group) + 3));
+        for &(m, n, groups) in shapes(spec.op).iter().chain(tall.iter()).chain(wide.iter()) {
             let k = groups * spec.format.group_size() as usize;
             let (w, _) = weights(&mut rng, spec.format, n, k);
             let mut x: Vec<f32> = (0..m * k).map(|_| rng.value(1.0)).collect();
