@@ -86,8 +86,8 @@ fn {{ e.name }}(
         // loads be issued before the first sum (a loop over r was latency-bound on an H100).
 {% for r in 0..e.rows %}        {
             let row = min(row0 + {{ r }}u, params.n - 1u);
-            let wb = (row * blocks + blk) * {{ c.dot4_vectors_per_block }}u;
-{% for l in c.dot4_loads %}            {{ l }}
+            let wb = (row * blocks + blk) * {{ c.vectors_per_block }}u;
+{% for l in c.block_loads %}            {{ l }}
 {% endfor %}            let d = ((dot4I8Packed({{ c.dot4_quads[0] }}, xa.x) + dot4I8Packed({{ c.dot4_quads[1] }}, xa.y))
                 + (dot4I8Packed({{ c.dot4_quads[2] }}, xa.z) + dot4I8Packed({{ c.dot4_quads[3] }}, xa.w)))
                 + ((dot4I8Packed({{ c.dot4_quads[4] }}, xb.x) + dot4I8Packed({{ c.dot4_quads[5] }}, xb.y))
@@ -106,8 +106,8 @@ fn {{ e.name }}(
         // same path to the barrier below. The rows are unrolled (see the dot4 loop).
 {% for r in 0..e.rows %}        {
             let row = min(row0 + {{ r }}u, params.n - 1u);
-            let wb = (row * blocks + blk) * BLOCK_WORDS;
-{% for i in 0..c.block_words %}            let w{{ i }} = weights[wb + {{ i }}u];
+            let wb = (row * blocks + blk) * {{ c.vectors_per_block }}u;
+{% for l in c.block_loads %}            {{ l }}
 {% endfor %}{% for q in c.quads %}            let q{{ loop.index0 }} = {{ q.value }};
 {% endfor %}{% if c.f16 %}            let d = ((dot(q0, xh0) + dot(q1, xh1)) + (dot(q2, xh2) + dot(q3, xh3))) + ((dot(q4, xh4) + dot(q5, xh5)) + (dot(q6, xh6) + dot(q7, xh7)));
 {% else %}            let d = ((dot(q0, x0) + dot(q1, x1)) + (dot(q2, x2) + dot(q3, x3))) + ((dot(q4, x4) + dot(q5, x5)) + (dot(q6, x6) + dot(q7, x7)));

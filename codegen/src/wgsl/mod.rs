@@ -100,11 +100,11 @@ pub fn bindings(spec: &KernelSpec) -> Vec<Binding> {
     b
 }
 
-/// The type the weights are read as: dot4 kernels load a block's words as one or two
-/// `vec4<u32>` (4- and 8-bit) or a `vec2<u32>` (2-bit), so each is one wide load whatever the
-/// driver proves about alignment; other kernels read u32 words.
+/// The type the weights are read as: matvec loads a block's words as `vec4<u32>`s (4- and
+/// 8-bit, f16) or a `vec2<u32>` (2-bit), so each is one wide load whatever the driver proves
+/// about alignment; 3-bit blocks (3 words) and matmul read u32 words.
 pub(crate) fn weight_vector(spec: &KernelSpec) -> (&'static str, &'static str, u32) {
-    match (spec.uses_dot4(), spec.format.block_words()) {
+    match (spec.op == Op::Matvec, spec.format.block_words()) {
         (true, w) if w % 4 == 0 => ("array<vec4<u32>>", "vec4<u32>", 4),
         (true, 2) => ("array<vec2<u32>>", "vec2<u32>", 2),
         _ => ("array<u32>", "u32", 1),

@@ -39,10 +39,10 @@ pub(crate) struct Context {
     /// dot4: `d` corrected for the zero point and the 8-bit offset with the block's code sum
     /// (sym: `− (zero − 128)·xsum` for 8-bit, else `− zero·xsum`; asym: `+ 128·xsum` for 8-bit).
     pub dot4_sum: String,
-    /// dot4: the lines that load a block of one row (`w0`, `w1`, … as u32), with
+    /// matvec: the lines that load a block of one row (`w0`, `w1`, … as u32), with
     /// `wb` the block's index in the weights' vector type.
-    pub dot4_loads: Vec<String>,
-    pub dot4_vectors_per_block: u32,
+    pub block_loads: Vec<String>,
+    pub vectors_per_block: u32,
     /// matvec: its entry points (the kernel's own, then the tall shape's if any).
     pub entries: Vec<MatvecEntry>,
     /// Sizes of workgroup arrays, as literals (Safari mishandles override-sized ones).
@@ -103,16 +103,16 @@ impl Context {
         let offset8 = if f.bits() == 8 { 128 } else { 0 };
         let (_, _, lanes) = super::weight_vector(spec);
         let vectors_per_block = f.block_words().div_ceil(lanes);
-        let dot4_loads = (0..f.block_words())
+        let block_loads = (0..f.block_words())
             .map(|i| match lanes {
                 1 => format!("let w{i} = weights[wb + {i}u];"),
                 _ => format!("let w{i} = v{}.{};", i / lanes, ["x", "y", "z", "w"][(i % lanes) as usize]),
             })
             .collect::<Vec<_>>();
-        let dot4_loads = if lanes == 1 {
-            dot4_loads
+        let block_loads = if lanes == 1 {
+            block_loads
         } else {
-            (0..vectors_per_block).map(|j| format!("let v{j} = weights[wb + {j}u];")).chain(dot4_loads).collect()
+            (0..vectors_per_block).map(|j| format!("let v{j} = weights[wb + {j}u];")).chain(block_loads).collect()
         };
         let dot4_offset = match f.scheme() {
             Scheme::Sym => f.zero_point() as i32 - offset8,
@@ -156,8 +156,8 @@ impl Context {
                 o if o > 0 => format!("d - {o} * xsum"),
                 o => format!("d + {} * xsum", -o),
             },
-            dot4_loads,
-            dot4_vectors_per_block: vectors_per_block,
+            block_loads,
+            vectors_per_block,
             entries: std::iter::once(MatvecEntry {
                 name: spec.name(),
                 wg: t.workgroup_size,

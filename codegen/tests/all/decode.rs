@@ -311,8 +311,14 @@ fn matvec_f16_baseline_reads_word_pairs_in_order() {
     for (target, tier) in profiles() {
         let spec = KernelSpec::new(Op::Matvec, Format::f16(), target, tier).unwrap();
         let text = wgsl::emit(&spec).unwrap().text;
+        // A block is 16 words, read as four vec4s from the block's first vec4.
+        assert!(text.contains("let wb = (row * blocks + blk) * 4u;"), "{}: wb", spec.name());
+        for j in 0..4 {
+            assert!(text.contains(&format!("let v{j} = weights[wb + {j}u];")), "{}: v{j}", spec.name());
+        }
         for i in 0..16 {
-            assert!(text.contains(&format!("let w{i} = weights[wb + {i}u];")), "{}: w{i}", spec.name());
+            let lane = ["x", "y", "z", "w"][i % 4];
+            assert!(text.contains(&format!("let w{i} = v{}.{lane};", i / 4)), "{}: w{i}", spec.name());
         }
         for q in 0..8 {
             let line = text.lines().find(|l| l.trim_start().starts_with(&format!("let q{q} = "))).unwrap();
