@@ -66,14 +66,15 @@ fn run(name: &str, hide_gpu: bool, caps: &Value, ops: Vec<Value>) -> Value {
     })
 }
 
-/// chromium.json as tests/browser writes it: the recorded Chromium report with 4096 bytes of
-/// workgroup storage (matvec's 4 KiB fit; kv-attend falls back to WebAssembly: the real report is used), a
+/// chromium.json as tests/browser writes it: the recorded Chromium report with 12288 bytes of
+/// workgroup storage (matvec's 12 KiB fit, the wide entry point's array included; kv-attend's
+/// 13.6 KiB does not and falls back to WebAssembly: the real report is used), a
 /// WebGPU run where REJECTED passes and FAILED fails, a wasm-simd run and a run with
 /// navigator.gpu hidden; no caps_without_webgpu (the no-WebGPU column uses the vector).
 fn chromium_json() -> Value {
     let mut caps = vector("chromium-156-headless-swiftshader.json")["caps"].clone();
     caps["source"] = json!("shadergen.mjs");
-    caps["webgpu"]["limits"]["maxComputeWorkgroupStorageSize"] = json!(4096);
+    caps["webgpu"]["limits"]["maxComputeWorkgroupStorageSize"] = json!(12288);
     let no_gpu = json!(null);
     json!({
         "schema": 1, "browser": "chromium", "version": "Chromium 999.0 synthetic",
@@ -193,7 +194,7 @@ fn matrix_shows_rejections_failures_and_what_was_not_run() {
     assert!(md_failed[1].contains("**executed: failed (1 of 1 op)**"), "{md_failed:?}");
     let html_failed = html_row(html_table, "matvec/3/64/asym");
     assert!(html_failed[1].contains("<strong class=\"bad\">executed: failed (1 of 1 op)</strong>"), "{html_failed:?}");
-    // The report's 4096 bytes of workgroup storage send kv-attend (more) to WebAssembly.
+    // The report's 12288 bytes of workgroup storage send kv-attend (more) to WebAssembly.
     for cell in [&md_row(md_table, "kv-attend/4/128/asym/128")[1], &html_row(html_table, "kv-attend/4/128/asym/128")[1]]
     {
         assert!(cell.contains("wasm-simd (WebAssembly twin)") && cell.contains("executed: ok (1 op)"), "{cell}");
